@@ -1,0 +1,282 @@
+"""The session format: :class:`SessionData` <-> bytes. Pure: no I/O, no Telethon.
+
+Version 1 is UTF-8 JSON (the README documents every field)::
+
+    {
+      "format": "tgsession",
+      "version": 1,
+      "dc": {"id": 2, "address": "149.154.167.51", "port": 443},   # or null
+      "auth_key": "<base64 of 256 bytes>",                         # or null
+      "takeout_id": null,
+      "user": {"id": 777, "bot": false},                           # or null
+      "updates": {"pts": 10, "qts": 0, "date": 1700000000, "seq": 3,
+                  "channels": {"1001234": 55}},                    # or null
+      "entities": {"location": "inline", "rows": [[id, hash, username, phone, name]]}
+    }
+
+``entities.location`` is ``"inline"`` (rows in this document, for storages that only keep
+one blob) or ``"storage"`` (rows kept row by row by an
+:class:`~tgsession.storage.EntityStorage`, so a save writes only the rows that changed).
+Each such row is encoded alone by :func:`encode_entity_row`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import SessionCorruptError, SessionVersionError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DcAddress",
+    "EntityRow",
+    "SessionData",
+    "UpdateState",
+    "decode_entity_row",
+    "decode_session",
+    "encode_entity_row",
+    "encode_session",
+]
+
+FORMAT_VERSION = 1
+AUTH_KEY_LENGTH = 256
+
+#: (marked peer id, access hash, lowercase username, phone, display name)
+EntityRow = tuple[int, int, "str | None", "str | None", "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class DcAddress:
+    """Where the session's home data centre listens."""
+
+    id: int
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateState:
+    """The account's update state: Telethon's ``updates.State`` plus channel pts."""
+
+    pts: int
+    qts: int
+    date: int
+    seq: int
+    channels: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionData:
+    """Everything a session holds. ``auth_key`` is secret: it is kept out of ``repr``."""
+
+    dc: DcAddress | None = None
+    auth_key: bytes | None = field(default=None, repr=False)
+    takeout_id: int | None = None
+    user_id: int | None = None
+    bot: bool | None = None
+    updates: UpdateState | None = None
+    #: Inline entity rows; ``None`` when they live in an EntityStorage.
+    entities: list[EntityRow] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionData(dc={self.dc!r}, auth_key={'<set>' if self.auth_key else None}, "
+            f"user_id={self.user_id!r}, bot={self.bot!r}, takeout_id={self.takeout_id!r}, "
+            f"updates={self.updates!r}, "
+            f"entities={'storage' if self.entities is None else len(self.entities)})"
+        )
+
+
+def encode_session(data: SessionData) -> bytes:
+    """Encode ``data`` as version-1 JSON bytes."""
+    doc: dict[str, Any] = {
+        "format": "tgsession",
+        "version": FORMAT_VERSION,
+        "dc": None
+        if data.dc is None
+        else {"id": data.dc.id, "address": data.dc.address, "port": data.dc.port},
+        "auth_key": None
+        if data.auth_key is None
+        else base64.b64encode(data.auth_key).decode("ascii"),
+        "takeout_id": data.takeout_id,
+        "user": None if data.user_id is None else {"id": data.user_id, "bot": bool(data.bot)},
+        "updates": None
+        if data.updates is None
+        else {
+            "pts": data.updates.pts,
+            "qts": data.updates.qts,
+            "date": data.updates.date,
+            "seq": data.updates.seq,
+            "channels": {str(k): v for k, v in data.updates.channels.items()},
+        },
+        "entities": {"location": "storage"}
+        if data.entities is None
+        else {"location": "inline", "rows": [list(row) for row in data.entities]},
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
+    """Decode and validate bytes from :func:`encode_session`.
+
+    Raises :class:`SessionCorruptError` naming ``source`` for anything malformed (the
+    message never quotes the data), and :class:`SessionVersionError` for a newer version.
+    """
+    try:
+        doc = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SessionCorruptError(f"{source}: not a tgsession session (invalid JSON)") from exc
+    reader = _Reader(source)
+    obj = reader.mapping(doc, "the document")
+    if obj.get("format") != "tgsession":
+        raise SessionCorruptError(f"{source}: not a tgsession session (no \"format\": \"tgsession\")")
+    version = reader.integer(obj.get("version"), "version", minimum=1)
+    if version > FORMAT_VERSION:
+        raise SessionVersionError(
+            f"{source}: written by a newer tgsession (format version {version}; this one reads "
+            f"up to {FORMAT_VERSION}). Upgrade tgsession: pip install -U tgsession"
+        )
+    return SessionData(
+        dc=reader.dc(obj.get("dc")),
+        auth_key=reader.auth_key(obj.get("auth_key")),
+        takeout_id=reader.optional_integer(obj.get("takeout_id"), "takeout_id"),
+        user_id=_user_field(reader, obj.get("user"), "id"),
+        bot=_user_field(reader, obj.get("user"), "bot"),
+        updates=reader.updates(obj.get("updates")),
+        entities=reader.entities(obj.get("entities")),
+    )
+
+
+def encode_entity_row(row: EntityRow) -> bytes:
+    """One entity row as compact JSON, for :class:`~tgsession.storage.EntityStorage`."""
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_entity_row(raw: bytes, *, source: str = "entity row") -> EntityRow:
+    """Decode one row from :func:`encode_entity_row`; :class:`SessionCorruptError` if bad."""
+    try:
+        value = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SessionCorruptError(f"{source}: invalid entity row") from exc
+    return _Reader(source).entity_row(value, "entity row")
+
+
+def _user_field(reader: _Reader, value: Any, key: str) -> Any:
+    if value is None:
+        return None
+    user = reader.mapping(value, "user")
+    if key == "id":
+        return reader.integer(user.get("id"), "user.id")
+    bot = user.get("bot")
+    if not isinstance(bot, bool):
+        raise reader.error("user.bot must be true or false")
+    return bot
+
+
+class _Reader:
+    """Validates decoded JSON field by field; every failure names the source and field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, what: str) -> SessionCorruptError:
+        return SessionCorruptError(f"{self.source}: {what}")
+
+    def mapping(self, value: Any, name: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(f"{name} must be a JSON object")
+        return value
+
+    def integer(
+        self, value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(f"{name} must be an integer")
+        if minimum is not None and value < minimum:
+            raise self.error(f"{name} must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise self.error(f"{name} must be at most {maximum}")
+        return value
+
+    def optional_integer(self, value: Any, name: str) -> int | None:
+        return None if value is None else self.integer(value, name)
+
+    def optional_string(self, value: Any, name: str) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise self.error(f"{name} must be a string or null")
+        return value
+
+    def dc(self, value: Any) -> DcAddress | None:
+        if value is None:
+            return None
+        dc = self.mapping(value, "dc")
+        address = dc.get("address")
+        if not isinstance(address, str) or not address:
+            raise self.error("dc.address must be a non-empty string")
+        return DcAddress(
+            id=self.integer(dc.get("id"), "dc.id", minimum=1, maximum=10_000),
+            address=address,
+            port=self.integer(dc.get("port"), "dc.port", minimum=1, maximum=65535),
+        )
+
+    def auth_key(self, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error("auth_key must be a base64 string")
+        try:
+            key = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise self.error("auth_key is not valid base64") from exc
+        if len(key) != AUTH_KEY_LENGTH:
+            raise self.error(f"auth_key must be {AUTH_KEY_LENGTH} bytes, found {len(key)}")
+        return key
+
+    def updates(self, value: Any) -> UpdateState | None:
+        if value is None:
+            return None
+        obj = self.mapping(value, "updates")
+        channels_obj = self.mapping(obj.get("channels", {}), "updates.channels")
+        channels: dict[int, int] = {}
+        for key, pts in channels_obj.items():
+            try:
+                channel_id = int(key)
+            except ValueError as exc:
+                raise self.error("updates.channels keys must be channel ids") from exc
+            channels[channel_id] = self.integer(pts, "updates.channels pts", minimum=0)
+        return UpdateState(
+            pts=self.integer(obj.get("pts"), "updates.pts", minimum=0),
+            qts=self.integer(obj.get("qts"), "updates.qts", minimum=0),
+            date=self.integer(obj.get("date"), "updates.date", minimum=0),
+            seq=self.integer(obj.get("seq"), "updates.seq", minimum=0),
+            channels=channels,
+        )
+
+    def entities(self, value: Any) -> list[EntityRow] | None:
+        if value is None:
+            return []
+        obj = self.mapping(value, "entities")
+        location = obj.get("location")
+        if location == "storage":
+            return None
+        if location != "inline":
+            raise self.error('entities.location must be "inline" or "storage"')
+        rows = obj.get("rows", [])
+        if not isinstance(rows, list):
+            raise self.error("entities.rows must be a list")
+        return [self.entity_row(row, "entities.rows item") for row in rows]
+
+    def entity_row(self, value: Any, name: str) -> EntityRow:
+        if not isinstance(value, list) or len(value) != 5:
+            raise self.error(f"{name} must be [id, hash, username, phone, name]")
+        return (
+            self.integer(value[0], f"{name} id"),
+            self.integer(value[1], f"{name} hash"),
+            self.optional_string(value[2], f"{name} username"),
+            self.optional_string(value[3], f"{name} phone"),
+            self.optional_string(value[4], f"{name} name"),
+        )
