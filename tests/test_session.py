@@ -1,0 +1,314 @@
+"""StorageSession behaves like Telethon's MemorySession, and persists without blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+
+import pytest
+from telethon import TelegramClient
+from telethon.crypto import AuthKey
+from telethon.sessions import MemorySession
+from telethon.tl import types
+
+from tgsession import MemoryStorage, SessionCorruptError, StorageSession
+from tgsession.codec import decode_session
+
+UTC = datetime.timezone.utc
+
+
+def sample_entities() -> types.contacts.ResolvedPeer:
+    users = [
+        types.User(id=11, access_hash=111, first_name="Ann", last_name="Lee", username="AnnL",
+                   phone="15550001"),
+        types.User(id=12, access_hash=122, first_name="Bob", username=None, phone=None),
+        types.User(id=13, access_hash=None, first_name="NoHash"),
+        types.User(id=14, access_hash=144, first_name="Min", min=True),
+        types.User(id=15, access_hash=155, first_name="Bot", bot=True, username="echo_bot"),
+        types.InputPeerUser(0, 11),  # Telethon's "self" row: id 0, hash = own id
+    ]
+    chats = [
+        types.Chat(id=21, title="Group", photo=types.ChatPhotoEmpty(), participants_count=3,
+                   date=datetime.datetime.now(tz=UTC), version=1),
+        types.Channel(id=31, title="News", photo=types.ChatPhotoEmpty(),
+                      date=datetime.datetime.now(tz=UTC), access_hash=311, username="newschan"),
+        types.ChannelForbidden(id=32, access_hash=322, title="Gone"),
+    ]
+    return types.contacts.ResolvedPeer(peer=types.PeerUser(11), chats=chats, users=users)
+
+
+LOOKUPS: list[object] = [
+    0, 11, 12, 13, 14, 15, -21, -1000000000031, -1000000000032, 21, 31,
+    "annl", "@AnnL", "t.me/newschan", "+15550001", "Ann Lee", "News", "echo_bot", "nobody",
+    types.PeerUser(11), types.PeerChannel(31), types.PeerChat(21), types.InputPeerSelf(),
+]
+
+
+def lookup(session: MemorySession, key: object) -> object:
+    try:
+        return session.get_input_entity(key)
+    except ValueError:
+        return "ValueError"
+
+
+async def test_input_entities_match_memory_session() -> None:
+    ours, theirs = StorageSession(MemoryStorage()), MemorySession()
+    for session in (ours, theirs):
+        session.process_entities(sample_entities())
+    for key in LOOKUPS:
+        assert lookup(ours, key) == lookup(theirs, key), key
+
+
+async def test_self_row_gives_own_id() -> None:
+    session = StorageSession(MemoryStorage())
+    session.process_entities(sample_entities())
+    assert session.get_input_entity(0) == types.InputPeerUser(0, 11)
+
+
+async def test_unknown_entity_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        StorageSession(MemoryStorage()).get_input_entity("nobody_here")
+
+
+async def test_renamed_username_no_longer_resolves_old_name() -> None:
+    session = StorageSession(MemoryStorage())
+    session.process_entities([types.User(id=5, access_hash=1, username="old")])
+    session.process_entities([types.User(id=5, access_hash=1, username="new")])
+    assert lookup(session, "old") == "ValueError"
+    assert session.get_input_entity("new") == types.InputPeerUser(5, 1)
+
+
+async def test_self_user_is_recorded() -> None:
+    session = StorageSession(MemoryStorage())
+    session.process_entities([types.User(id=99, access_hash=9, is_self=True, bot=True)])
+    assert (session.user_id, session.bot) == (99, True)
+
+
+def fill(session: MemorySession) -> None:
+    session.set_dc(4, "127.0.0.1", 4444)
+    session.auth_key = AuthKey(os.urandom(256))
+    session.takeout_id = 77
+    session.set_update_state(0, types.updates.State(
+        pts=10, qts=2, date=datetime.datetime(2026, 1, 1, tzinfo=UTC), seq=3, unread_count=0))
+    session.set_update_state(1000, types.updates.State(
+        pts=55, qts=0, date=datetime.datetime.now(tz=UTC), seq=0, unread_count=0))
+    session.process_entities(sample_entities())
+
+
+class CountingStorage(MemoryStorage):
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.writes = 0
+        self.row_writes: list[int] = []
+        self.delay = delay
+
+    async def store_session(self, data: bytes) -> None:
+        self.writes += 1
+        await asyncio.sleep(self.delay)
+        await super().store_session(data)
+
+    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
+        self.row_writes.append(len(rows))
+        await super().store_entities(rows)
+
+
+@pytest.mark.parametrize("rows_beside", [True, False], ids=["entity-storage", "inline"])
+async def test_state_survives_reopen(rows_beside: bool) -> None:
+    storage = CountingStorage() if rows_beside else PlainStorage()
+    session = await StorageSession.open(storage)
+    fill(session)
+    session.save()
+    await session.flush()
+    again = await StorageSession.open(storage)
+    assert (again.dc_id, again.server_address, again.port) == (4, "127.0.0.1", 4444)
+    assert again.auth_key.key == session.auth_key.key
+    assert again.takeout_id == 77
+    states = dict(again.get_update_states())
+    assert (states[0].pts, states[0].qts, states[0].seq) == (10, 2, 3)
+    assert states[0].date == datetime.datetime(2026, 1, 1, tzinfo=UTC)
+    assert states[1000].pts == 55
+    for key in LOOKUPS:
+        assert lookup(again, key) == lookup(session, key), key
+
+
+class PlainStorage:
+    """A user's own storage: only the two required methods."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    async def load_session(self) -> bytes:
+        from tgsession import SessionNotFoundError
+
+        if not self.data:
+            raise SessionNotFoundError("empty")
+        return self.data
+
+    async def store_session(self, data: bytes) -> None:
+        self.data = data
+
+
+async def test_burst_of_saves_coalesces_into_at_most_two_writes() -> None:
+    storage = CountingStorage()
+    session = await StorageSession.open(storage)
+    for _ in range(1000):
+        session.save()
+    await asyncio.sleep(0.05)
+    await session.flush()
+    assert 1 <= storage.writes <= 2
+
+
+async def test_save_returns_before_a_slow_storage_finishes() -> None:
+    storage = CountingStorage(delay=0.5)
+    session = await StorageSession.open(storage)
+    fill(session)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    session.save()
+    assert loop.time() - started < 0.05
+    assert storage.writes == 0
+    await session.flush()
+    await asyncio.sleep(0.6)
+    assert storage.writes >= 1
+
+
+async def test_only_changed_rows_are_written() -> None:
+    storage = CountingStorage()
+    session = await StorageSession.open(storage)
+    session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 1001)])
+    session.save()
+    await session.flush()
+    session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 1001)])
+    session.process_entities([types.User(id=5000, access_hash=1)])
+    session.save()
+    await session.flush()
+    assert storage.row_writes == [1000, 1]
+
+
+async def test_writes_are_in_order_and_the_last_state_wins() -> None:
+    storage = CountingStorage(delay=0.01)
+    session = await StorageSession.open(storage)
+    for port in range(1000, 1050):
+        session.set_dc(2, "127.0.0.1", port)
+        session.save()
+        await asyncio.sleep(0.003)
+    await session.flush()
+    stored = decode_session(await storage.load_session())
+    assert stored.dc is not None and stored.dc.port == 1049
+
+
+class FlakyStorage(MemoryStorage):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def store_session(self, data: bytes) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("disk on fire")
+        await super().store_session(data)
+
+
+async def test_failed_write_is_logged_kept_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    storage = FlakyStorage(failures=3)
+    session = await StorageSession.open(storage)
+    fill(session)
+    with caplog.at_level(logging.ERROR, logger="tgsession"):
+        session.save()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if storage.failures == 0 and storage._data:
+                break
+    assert "could not store the session" in caplog.text
+    assert decode_session(await storage.load_session()).dc is not None
+
+
+async def test_flush_raises_the_storage_error() -> None:
+    storage = FlakyStorage(failures=100)
+    session = StorageSession(storage)
+    session.set_dc(2, "127.0.0.1", 1)
+    session._dirty = True
+    with pytest.raises(OSError, match="disk on fire"):
+        await session.flush()
+
+
+async def test_disconnect_flushes() -> None:
+    storage = CountingStorage()
+    session = await StorageSession.open(storage)
+    client = TelegramClient(session, 1, "0" * 32)
+    session.set_dc(2, "127.0.0.1", 9)
+    session.save()
+    await client.disconnect()
+    assert storage.writes >= 1
+    assert decode_session(await storage.load_session()).dc is not None
+
+
+NO_WARNING_PROGRAM = """
+import asyncio
+from telethon import TelegramClient
+from tgsession import MemoryStorage, StorageSession
+
+async def main():
+    session = await StorageSession.open(MemoryStorage())
+    client = TelegramClient(session, 1, "0" * 32)
+    session.set_dc(2, "127.0.0.1", 9)
+    session.save()
+    await client.disconnect()
+    print("disconnected")
+
+asyncio.run(main())
+"""
+
+
+def test_telethon_gives_no_experimental_async_session_warning() -> None:
+    # A new process: pytest rewrites warning filters, a user's program does not.
+    result = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", NO_WARNING_PROGRAM],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "disconnected" in result.stdout
+    assert "experimental" not in result.stderr
+
+
+async def test_clone_is_memory_only() -> None:
+    session = StorageSession(MemoryStorage())
+    clone = session.clone()
+    assert isinstance(clone, StorageSession) and clone.storage is None
+    clone.save()  # nothing to write to, and no error
+
+
+async def test_delete_removes_the_stored_session() -> None:
+    storage = MemoryStorage()
+    session = await StorageSession.open(storage)
+    fill(session)
+    await session.flush()
+    await session.delete()
+    reopened = await StorageSession.open(storage)
+    assert reopened.auth_key is None
+    assert await storage.load_entities() == {}
+
+
+async def test_corrupt_session_is_refused_and_left_untouched() -> None:
+    storage = MemoryStorage(b'{"format": "tgsession", "version": 1, "auth_key": "AAAA"}')
+    with pytest.raises(SessionCorruptError, match="auth_key"):
+        await StorageSession.open(storage)
+    assert await storage.load_session() == (
+        b'{"format": "tgsession", "version": 1, "auth_key": "AAAA"}'
+    )
+
+
+async def test_repr_hides_the_auth_key() -> None:
+    session = StorageSession(MemoryStorage())
+    fill(session)
+    text = repr(session) + str(session) + repr(session.snapshot())
+    key = session.auth_key.key
+    assert key.hex() not in text and key.hex().upper() not in text
+    import base64
+
+    assert base64.b64encode(key).decode() not in text

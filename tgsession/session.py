@@ -1,0 +1,461 @@
+"""StorageSession: Telethon's session API over any :class:`~tgsession.Storage`.
+
+Telethon calls session methods synchronously from the event loop, so the session keeps
+its whole state in memory and persists it with a background writer:
+
+* ``save()`` returns at once; a single writer task stores the latest state, in order,
+  and a burst of saves coalesces into one or two writes.
+* Entity rows that changed since the last write are written row by row when the
+  storage is an :class:`~tgsession.storage.EntityStorage`, so a save costs what changed.
+* ``close()`` (Telethon calls it on disconnect) flushes and releases the storage's lease,
+  so after ``await client.disconnect()`` the latest state is stored.
+* A failed write is logged, kept in memory and retried with backoff; ``await
+  session.flush()`` raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import warnings
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+from telethon import utils as tl_utils
+from telethon.crypto import AuthKey
+from telethon.sessions import MemorySession
+from telethon.tl import types
+
+from ._errors import SessionCorruptError, SessionNotFoundError
+from .codec import (
+    DcAddress,
+    EntityRow,
+    SessionData,
+    UpdateState,
+    decode_entity_row,
+    decode_session,
+    encode_entity_row,
+    encode_session,
+)
+from .storage.base import EntityStorage, Lease, Lockable, Storage
+
+__all__ = ["StorageSession"]
+
+log = logging.getLogger("tgsession")
+
+# Telethon awaits whatever close() returns (utils.maybe_async) but warns that async sessions
+# are experimental. Only close() and delete() return awaitables here, and they must, so that
+# ``await client.disconnect()`` returns after the final write.
+warnings.filterwarnings(
+    "ignore",
+    message="Using async sessions support is an experimental feature",
+    module="telethon",
+)
+
+_RETRY_FIRST = 0.05
+_RETRY_MAX = 5.0
+
+
+def describe_storage(storage: Storage) -> str:
+    """How messages name a storage: its repr (storages keep secrets out of it)."""
+    return repr(storage)
+
+
+class StorageSession(MemorySession):  # type: ignore[misc]
+    """A Telethon session persisted to a :class:`~tgsession.Storage`.
+
+    Open it before building the client (Telethon reads the auth key in its constructor)::
+
+        session = await StorageSession.open(FileStorage("session.json"))
+        client = TelegramClient(session, api_id, api_hash)
+
+    ``open`` takes the storage's lease when it is :class:`~tgsession.storage.Lockable`
+    (raising :class:`~tgsession.SessionLockedError` if another holder has it) and releases it
+    when Telethon closes the session. ``StorageSession()`` with no storage is a memory-only
+    session (Telethon clones sessions that way for other data centres).
+    """
+
+    def __init__(
+        self,
+        storage: Storage | None = None,
+        data: SessionData | None = None,
+        entities: Iterable[EntityRow] = (),
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        super().__init__()
+        self._storage = storage
+        self._lease = lease
+        self._rows_in_storage = isinstance(storage, EntityStorage)
+        self._rows: dict[int, EntityRow] = {}
+        self._by_username: dict[str, int] = {}
+        self._by_phone: dict[str, int] = {}
+        self._by_name: dict[str, int] = {}
+        self._pending_rows: dict[int, EntityRow] = {}
+        self._entities_cleared = False
+        self._user_id: int | None = None
+        self._bot: bool | None = None
+        self._dirty = False
+        self._writer: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._last_error: BaseException | None = None
+        self._closing = False
+        self._retrying = False
+        for row in entities:
+            self._put_row(row)
+        if data is not None:
+            self._load(data)
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, storage: Storage, *, lock: bool = True, lock_wait: float = 0.0
+    ) -> StorageSession:
+        """Load the session from ``storage`` (an empty one if nothing is stored).
+
+        Raises :class:`~tgsession.SessionLockedError` when another holder has the storage's
+        lease after ``lock_wait`` seconds, :class:`~tgsession.SessionCorruptError` for
+        undecodable data (left untouched).
+        """
+        lease = await storage.acquire(wait=lock_wait) if lock and isinstance(storage, Lockable) else None
+        try:
+            source = describe_storage(storage)
+            try:
+                data = decode_session(await storage.load_session(), source=source)
+            except SessionNotFoundError:
+                data = None
+            rows: list[EntityRow] = []
+            if isinstance(storage, EntityStorage):
+                for entity_id, raw in (await storage.load_entities()).items():
+                    try:
+                        rows.append(decode_entity_row(raw, source=f"{source} entity {entity_id}"))
+                    except SessionCorruptError:
+                        # A cache row torn by a crash costs one lookup, not the session.
+                        log.warning("skipping an undecodable cached entity in %s", source)
+            return cls(storage, data, rows, lease=lease)
+        except BaseException:
+            if lease is not None:
+                await lease.release()
+            raise
+
+    def _load(self, data: SessionData) -> None:
+        if data.dc is not None:
+            self._dc_id, self._server_address, self._port = data.dc.id, data.dc.address, data.dc.port
+        self._auth_key = AuthKey(data.auth_key) if data.auth_key else None
+        self._takeout_id = data.takeout_id
+        self._user_id, self._bot = data.user_id, data.bot
+        if data.updates is not None:
+            state = data.updates
+            self._update_states[0] = types.updates.State(
+                pts=state.pts,
+                qts=state.qts,
+                date=datetime.datetime.fromtimestamp(state.date, tz=datetime.timezone.utc),
+                seq=state.seq,
+                unread_count=0,
+            )
+            for channel_id, pts in state.channels.items():
+                self._update_states[channel_id] = types.updates.State(
+                    pts=pts, qts=0, date=datetime.datetime.now(tz=datetime.timezone.utc),
+                    seq=0, unread_count=0,
+                )
+        for row in data.entities or ():
+            self._put_row(row)
+
+    # -- what the session knows ----------------------------------------------------------
+
+    @property
+    def storage(self) -> Storage | None:
+        """The storage this session persists to (``None`` for a memory-only clone)."""
+        return self._storage
+
+    @property
+    def user_id(self) -> int | None:
+        """The signed-in account's id, once known."""
+        return self._user_id
+
+    @property
+    def bot(self) -> bool | None:
+        """Whether the signed-in account is a bot, once known."""
+        return self._bot
+
+    def set_user(self, user_id: int | None, bot: bool | None) -> None:
+        """Record who is signed in (``auth_if_necessary`` calls this); then save."""
+        self._user_id, self._bot = user_id, bot
+        self.save()
+
+    def snapshot(self) -> SessionData:
+        """The current state as :class:`~tgsession.SessionData` (entities inline)."""
+        data = self._snapshot_core()
+        data.entities = list(self._rows.values())
+        return data
+
+    def _snapshot_core(self) -> SessionData:
+        main = self._update_states.get(0)
+        updates = None
+        if main is not None:
+            updates = UpdateState(
+                pts=main.pts,
+                qts=main.qts,
+                date=int(main.date.timestamp()) if main.date else 0,
+                seq=main.seq,
+                channels={k: v.pts for k, v in self._update_states.items() if k != 0},
+            )
+        return SessionData(
+            dc=DcAddress(self._dc_id, self._server_address, self._port)
+            if self._dc_id and self._server_address and self._port
+            else None,
+            auth_key=self._auth_key.key if self._auth_key and self._auth_key.key else None,
+            takeout_id=self._takeout_id,
+            user_id=self._user_id,
+            bot=self._bot,
+            updates=updates,
+            entities=None if self._rows_in_storage else list(self._rows.values()),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<StorageSession storage={self._storage!r} dc={self._dc_id} "
+            f"authorized_key={'yes' if self._auth_key and self._auth_key.key else 'no'} "
+            f"entities={len(self._rows)}>"
+        )
+
+    # -- Telethon's session API (synchronous; persistence happens in the background) ------
+
+    def set_dc(self, dc_id: int, server_address: str, port: int) -> None:
+        super().set_dc(dc_id, server_address, port)
+
+    def clone(self, to_instance: Any = None) -> Any:
+        """A memory-only copy (Telethon uses it for connections to other data centres)."""
+        return to_instance or StorageSession()
+
+    def save(self) -> None:
+        """Schedule a write of the current state; returns at once."""
+        if self._storage is None:
+            return
+        self._dirty = True
+        if self._writer is None or self._writer.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: the next save() or flush() from a loop writes it
+            self._writer = loop.create_task(self._write_in_background())
+
+    def close(self) -> Awaitable[None]:
+        """Flush and release the lease. Telethon calls this on disconnect and awaits it."""
+        return self._close()
+
+    def delete(self) -> Awaitable[None]:
+        """Remove the session from storage (Telethon calls this from ``log_out()``)."""
+        return self._delete()
+
+    def process_entities(self, tlo: Any) -> None:
+        for row in self._entities_to_rows(tlo):
+            if self._rows.get(row[0]) != row:
+                self._put_row(row)
+                self._pending_rows[row[0]] = row
+
+    def _entity_to_row(self, e: Any) -> EntityRow | None:
+        # Fast paths for the three types that fill every update; the rest go through Telethon.
+        cls = type(e)
+        if cls is types.User:
+            if e.is_self:
+                self._user_id, self._bot = e.id, bool(e.bot)
+            if e.access_hash is None or e.min:
+                return None
+            username = e.username.lower() if e.username else None
+            first, last = e.first_name, e.last_name
+            name = f"{first} {last}" if first and last else (first or last or None)
+            return (e.id, e.access_hash, username, e.phone, name)
+        if cls is types.Channel:
+            if e.access_hash is None or e.min:
+                return None
+            username = e.username.lower() if e.username else None
+            return (-1000000000000 - e.id, e.access_hash, username, None, e.title or None)
+        if cls is types.Chat:
+            return (-e.id, 0, None, None, e.title or None)
+        row: EntityRow | None = super()._entity_to_row(e)
+        return row
+
+    def _put_row(self, row: EntityRow) -> None:
+        entity_id, _, username, phone, name = row
+        old = self._rows.get(entity_id)
+        if old is not None:
+            for index, key in ((self._by_username, old[2]), (self._by_phone, old[3]),
+                               (self._by_name, old[4])):
+                if key is not None and index.get(key) == entity_id:
+                    del index[key]
+        self._rows[entity_id] = row
+        if username is not None:
+            self._by_username[username] = entity_id
+        if phone is not None:
+            self._by_phone[phone] = entity_id
+        if name is not None:
+            self._by_name[name] = entity_id
+
+    def _lookup(self, index: dict[str, int], key: str) -> tuple[int, int] | None:
+        entity_id = index.get(key)
+        if entity_id is None:
+            return None
+        return entity_id, self._rows[entity_id][1]
+
+    def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
+        return self._lookup(self._by_phone, phone)
+
+    def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
+        return self._lookup(self._by_username, username)
+
+    def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
+        return self._lookup(self._by_name, name)
+
+    def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:
+        if exact:
+            row = self._rows.get(id)
+            return None if row is None else (row[0], row[1])
+        for peer in (types.PeerUser(id), types.PeerChat(id), types.PeerChannel(id)):
+            row = self._rows.get(tl_utils.get_peer_id(peer))
+            if row is not None:
+                return row[0], row[1]
+        return None
+
+    @property
+    def entity_count(self) -> int:
+        """How many entities are cached."""
+        return len(self._rows)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Store the latest state now; raise the storage's error if the write fails."""
+        if self._storage is None:
+            return
+        async with self._write_lock:
+            await self._write_pending()
+
+    async def _write_in_background(self) -> None:
+        delay = _RETRY_FIRST
+        while self._dirty:
+            try:
+                async with self._write_lock:
+                    await self._write_pending()
+                if self._last_error is not None:
+                    log.warning("session stored in %s again after earlier failures",
+                                describe_storage(self._storage))  # type: ignore[arg-type]
+                    self._last_error = None
+                delay = _RETRY_FIRST
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._last_error = exc
+                if self._closing:
+                    return  # close() makes the last attempt and raises
+                log.error(
+                    "could not store the session in %s (%s: %s); it is kept in memory and "
+                    "the write is retried in %.2g s",
+                    describe_storage(self._storage),  # type: ignore[arg-type]
+                    type(exc).__name__, exc, delay,
+                )
+                self._retrying = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._retrying = False
+                delay = min(delay * 2, _RETRY_MAX)
+
+    async def _write_pending(self) -> None:
+        if not self._dirty:
+            return
+        storage = self._storage
+        assert storage is not None
+        self._dirty = False
+        rows, self._pending_rows = self._pending_rows, {}
+        cleared, self._entities_cleared = self._entities_cleared, False
+        try:
+            if isinstance(storage, EntityStorage):
+                if cleared:
+                    await storage.clear_entities()
+                if rows:
+                    await storage.store_entities(
+                        {key: encode_entity_row(row) for key, row in rows.items()}
+                    )
+            await storage.store_session(encode_session(self._snapshot_core()))
+        except BaseException:
+            # Keep what was not written; newer rows taken since then win.
+            for key, row in rows.items():
+                self._pending_rows.setdefault(key, row)
+            self._entities_cleared = self._entities_cleared or cleared
+            self._dirty = True
+            raise
+
+    async def _close(self) -> None:
+        self._closing = True
+        try:
+            writer = self._writer
+            if writer is not None and not writer.done():
+                if self._retrying:
+                    writer.cancel()  # only ever cancelled while sleeping, never mid-write
+                try:
+                    await writer
+                except asyncio.CancelledError:
+                    if not writer.cancelled():
+                        raise
+            if self._dirty and self._storage is not None:
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.error(
+                        "the session could not be stored in %s when closing (%s: %s); "
+                        "the latest changes are lost unless the storage comes back",
+                        describe_storage(self._storage), type(exc).__name__, exc,
+                    )
+                    raise
+        finally:
+            self._closing = False
+            if self._lease is not None:
+                lease, self._lease = self._lease, None
+                await lease.release()
+
+    async def _delete(self) -> None:
+        storage = self._storage
+        if storage is None:
+            return
+        self._rows.clear()
+        self._by_username.clear()
+        self._by_phone.clear()
+        self._by_name.clear()
+        self._pending_rows.clear()
+        self._auth_key = None
+        self._user_id = self._bot = None
+        self._update_states.clear()
+        self._dirty = False
+        async with self._write_lock:
+            if isinstance(storage, EntityStorage):
+                await storage.clear_entities()
+            await storage.store_session(b"")
+
+    async def forget_account(self) -> None:
+        """Drop the auth key, the signed-in user and the entity cache (a dead session)."""
+        self._auth_key = None
+        self._user_id = self._bot = None
+        self._update_states.clear()
+        self._rows.clear()
+        self._by_username.clear()
+        self._by_phone.clear()
+        self._by_name.clear()
+        self._pending_rows.clear()
+        self._entities_cleared = True
+        self._dirty = True
+        await self.flush()
+
+    async def release(self) -> None:
+        """Flush and release the lease without a Telethon client (idempotent)."""
+        await self._close()
+
+    async def __aenter__(self) -> StorageSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+
