@@ -1,0 +1,34 @@
+"""An echo bot that signs in once: restart it as often as you like.
+
+    cp .env.example .env     # fill in APP_ID, APP_HASH and BOT_TOKEN
+    python examples/echo_bot.py
+"""
+
+import asyncio
+import logging
+
+from telethon import events
+
+from tgsession import bot_from_environment
+
+
+async def main() -> None:
+    bot = await bot_from_environment()  # signs in with BOT_TOKEN only if the session needs it
+
+    @bot.on(events.NewMessage(incoming=True))
+    async def echo(event: events.NewMessage.Event) -> None:
+        if event.text:
+            await event.respond(event.text)
+
+    async with bot:  # leaving the block stores the session and releases its lock
+        me = await bot.get_me()
+        print(f"@{me.username} is running; press Ctrl-C to stop", flush=True)
+        await bot.run_until_disconnected()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
