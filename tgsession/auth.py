@@ -28,6 +28,7 @@ from telethon import TelegramClient, errors
 from telethon.tl import types
 
 from ._errors import AuthError, ConfigError
+from .client import DEAD_KEY_ERRORS
 
 __all__ = [
     "BotToken",
@@ -42,9 +43,6 @@ log = logging.getLogger("tgsession")
 
 #: A code given as text, or an async function that receives the sent code and returns it.
 CodeSource = str | int | Callable[[Any], Awaitable[str]]
-
-#: Errors that mean the stored auth key is dead and must be replaced.
-_DEAD_KEY_ERRORS = (errors.AuthKeyNotFound, errors.AuthKeyError, errors.UnauthorizedError)
 
 
 @runtime_checkable
@@ -237,11 +235,16 @@ async def auth_if_necessary(
 
 async def _current_user(client: TelegramClient, flow: UserAuthFlow | BotToken) -> Any:
     """The user the stored session is signed in as, or None; dead keys are replaced."""
+    dead: BaseException | None = getattr(client, "dead_key_error", None)
+    if dead is not None:
+        client.dead_key_error = None
+        await _replace_dead_key(client, _explain(dead))
+        return None
     try:
         if not client.is_connected():
             await client.connect()
         me = await client.get_me()
-    except _DEAD_KEY_ERRORS as exc:
+    except DEAD_KEY_ERRORS as exc:
         await _replace_dead_key(client, _explain(exc))
         return None
     if me is None:

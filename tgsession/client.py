@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from telethon import TelegramClient
+from telethon import TelegramClient, errors
 
-__all__ = ["Client"]
+__all__ = ["DEAD_KEY_ERRORS", "Client"]
+
+log = logging.getLogger("tgsession")
+
+#: Errors that mean the stored auth key is dead and must be replaced.
+DEAD_KEY_ERRORS = (errors.AuthKeyNotFound, errors.AuthKeyError, errors.UnauthorizedError)
 
 
 class Client(TelegramClient):  # type: ignore[misc]
@@ -14,12 +20,22 @@ class Client(TelegramClient):  # type: ignore[misc]
 
     Plain Telethon runs ``client.start()`` there, which prompts with ``input()`` when the
     session is not signed in; here :func:`~tgsession.auth_if_necessary` decides whether to
-    sign in. Leaving the block disconnects, which flushes the session to its storage and
-    releases its lease.
+    sign in. If the stored key turns out dead while connecting (AUTH_KEY_DUPLICATED, a key
+    the server no longer knows), the block is still entered, disconnected, with the error
+    in :attr:`dead_key_error`; ``auth_if_necessary`` then replaces the key. Leaving the
+    block disconnects, which flushes the session to its storage and releases its lease.
     """
 
+    #: The error that showed the stored key dead during ``async with``, if any.
+    dead_key_error: BaseException | None = None
+
     async def __aenter__(self) -> Client:
-        await self.connect()
+        try:
+            await self.connect()
+        except DEAD_KEY_ERRORS as exc:
+            self.dead_key_error = exc
+            log.warning("the stored session's key was refused while connecting (%s); "
+                        "auth_if_necessary will replace it", type(exc).__name__)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

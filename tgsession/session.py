@@ -330,6 +330,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         """Store the latest state now; raise the storage's error if the write fails."""
         if self._storage is None:
             return
+        self._dirty = True  # Telethon changes state without save() (update state, entities)
         async with self._write_lock:
             await self._write_pending()
 
@@ -400,7 +401,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 except asyncio.CancelledError:
                     if not writer.cancelled():
                         raise
-            if self._dirty and self._storage is not None:
+            if self._storage is not None:
                 try:
                     await self.flush()
                 except Exception as exc:

@@ -1,0 +1,74 @@
+"""A program run in a NEW process by the end-to-end tests: a restart is a new process.
+
+    python child.py user         client_from_environment + auth_if_necessary(StdioFlow)
+    python child.py bot          bot_from_environment
+    python child.py hold         like user, then waits for a line on stdin before exiting
+    python child.py resolve NAME like user, then resolves NAME and prints what it found
+
+It asks through stdout lines ``ASK phone`` / ``ASK code`` / ``ASK password`` and reads the
+answers from stdin, and reports with ``RESULT {json}`` lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from tgsession import (
+    SessionLockedError,
+    auth_if_necessary,
+    bot_from_environment,
+    client_from_environment,
+)
+
+
+class StdioFlow:
+    async def _ask(self, what: str) -> str:
+        print(f"ASK {what}", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line.strip()
+
+    async def phone(self) -> str:
+        return await self._ask("phone")
+
+    async def code(self, sent_code: Any) -> str:
+        return await self._ask("code")
+
+    async def password(self) -> str:
+        return await self._ask("password")
+
+
+def report(**fields: Any) -> None:
+    print("RESULT " + json.dumps(fields), flush=True)
+
+
+async def main(mode: str, args: list[str]) -> int:
+    try:
+        if mode == "bot":
+            client = await bot_from_environment()
+        else:
+            client = await client_from_environment()
+    except SessionLockedError as exc:
+        report(locked=str(exc))
+        return 3
+    async with client:
+        if mode == "bot":
+            me = await client.get_me()
+        else:
+            me = await auth_if_necessary(client, StdioFlow())
+        report(id=me.id, bot=bool(me.bot), phone=me.phone)
+        if mode == "resolve":
+            entity = await client.get_input_entity(args[0])
+            report(resolved=getattr(entity, "user_id", None))
+        if mode == "hold":
+            print("HOLDING", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2:])))
