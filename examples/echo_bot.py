@@ -5,6 +5,7 @@
 """
 
 import asyncio
+import contextlib
 import logging
 
 from telethon import events
@@ -28,7 +29,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leaving main() stored the session
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

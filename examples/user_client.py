@@ -5,6 +5,7 @@
 """
 
 import asyncio
+import contextlib
 
 from tgsession import TerminalAuth, auth_if_necessary, client_from_environment
 
@@ -19,7 +20,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leaving main() stored the session
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

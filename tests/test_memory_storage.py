@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tgsession import MemoryStorage
 from tests.contract import Reopen, StorageContract
+from tgsession import MemoryStorage
 
 
 class TestMemoryStorage(StorageContract):

@@ -117,7 +117,7 @@ def encode_session(data: SessionData) -> bytes:
         if data.entities is None
         else {"location": "inline", "rows": [list(row) for row in data.entities]},
     }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _dump(doc)
 
 
 def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
@@ -133,7 +133,7 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
     reader = _Reader(source)
     obj = reader.mapping(doc, "the document")
     if obj.get("format") != "tgsession":
-        raise SessionCorruptError(f"{source}: not a tgsession session (no \"format\": \"tgsession\")")
+        raise SessionCorruptError(f'{source}: not a tgsession session (no "format": "tgsession")')
     version = reader.integer(obj.get("version"), "version", minimum=1)
     if version > FORMAT_VERSION:
         raise SessionVersionError(
@@ -153,7 +153,16 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
 
 def encode_entity_row(row: EntityRow) -> bytes:
     """One entity row as compact JSON, for :class:`~tgsession.storage.EntityStorage`."""
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _dump(row)
+
+
+def _dump(value: Any) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (which JSON's \uXXXX escapes can carry in) has no UTF-8 form;
+        # escaped ASCII JSON keeps it, so what decodes always encodes again.
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 def decode_entity_row(raw: bytes, *, source: str = "entity row") -> EntityRow:

@@ -119,7 +119,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         lease after ``lock_wait`` seconds, :class:`~tgsession.SessionCorruptError` for
         undecodable data (left untouched).
         """
-        lease = await storage.acquire(wait=lock_wait) if lock and isinstance(storage, Lockable) else None
+        lease = None
+        if lock and isinstance(storage, Lockable):
+            lease = await storage.acquire(wait=lock_wait)
         try:
             source = describe_storage(storage)
             try:
@@ -142,7 +144,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     def _load(self, data: SessionData) -> None:
         if data.dc is not None:
-            self._dc_id, self._server_address, self._port = data.dc.id, data.dc.address, data.dc.port
+            self.set_dc(data.dc.id, data.dc.address, data.dc.port)
         self._auth_key = AuthKey(data.auth_key) if data.auth_key else None
         self._takeout_id = data.takeout_id
         self._user_id, self._bot = data.user_id, data.bot

@@ -1,6 +1,7 @@
 """An echo bot started with catch_up=True: it answers messages sent while it was down."""
 
 import asyncio
+import contextlib
 
 from telethon import events
 
@@ -21,7 +22,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leaving main() stored the session
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
