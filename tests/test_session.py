@@ -312,3 +312,56 @@ async def test_repr_hides_the_auth_key() -> None:
     import base64
 
     assert base64.b64encode(key).decode() not in text
+
+
+class LosableLease:
+    holder = "pid 1 on test"
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+        self.released = False
+
+    async def check(self) -> None:
+        pass
+
+    async def release(self) -> None:
+        self.released = True
+
+    async def wait_lost(self) -> None:
+        await self.lost.wait()
+
+
+class LeasedStorage(CountingStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease = LosableLease()
+
+    async def acquire(self, *, wait: float = 0.0) -> LosableLease:
+        return self.lease
+
+
+async def test_lost_lease_stops_writes_and_tells_the_client() -> None:
+    from tgsession import LeaseLostError
+
+    storage = LeasedStorage()
+    session = await StorageSession.open(storage)
+    told: list[bool] = []
+    session.on_lease_lost(lambda: told.append(True))
+    storage.lease.lost.set()
+    await asyncio.sleep(0.01)
+    assert told == [True] and session.lease_lost
+    session.save()
+    await asyncio.sleep(0.01)
+    assert storage.writes == 0
+    with pytest.raises(LeaseLostError):
+        await session.flush()
+    await session.release()
+    assert storage.lease.released and storage.writes == 0
+
+
+async def test_close_releases_the_lease_after_the_last_write() -> None:
+    storage = LeasedStorage()
+    session = await StorageSession.open(storage)
+    fill(session)
+    await session.release()
+    assert storage.lease.released and storage.writes == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,6 +29,13 @@ class Client(TelegramClient):  # type: ignore[misc]
 
     #: The error that showed the stored key dead during ``async with``, if any.
     dead_key_error: BaseException | None = None
+
+    def __init__(self, session: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(session, *args, **kwargs)
+        on_lease_lost = getattr(session, "on_lease_lost", None)
+        if on_lease_lost is not None:
+            # Another holder has the session now: stop using its key at once.
+            on_lease_lost(lambda: asyncio.ensure_future(self.disconnect()))
 
     async def __aenter__(self) -> Client:
         try:

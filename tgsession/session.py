@@ -19,7 +19,7 @@ import asyncio
 import datetime
 import logging
 import warnings
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from telethon import utils as tl_utils
@@ -27,7 +27,7 @@ from telethon.crypto import AuthKey
 from telethon.sessions import MemorySession
 from telethon.tl import types
 
-from ._errors import SessionCorruptError, SessionNotFoundError
+from ._errors import LeaseLostError, SessionCorruptError, SessionNotFoundError
 from .codec import (
     DcAddress,
     EntityRow,
@@ -102,6 +102,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._last_error: BaseException | None = None
         self._closing = False
         self._retrying = False
+        self._lease_lost: LeaseLostError | None = None
+        self._lease_lost_callbacks: list[Callable[[], object]] = []
+        self._lease_watch: asyncio.Task[None] | None = None
         for row in entities:
             self._put_row(row)
         if data is not None:
@@ -136,7 +139,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     except SessionCorruptError:
                         # A cache row torn by a crash costs one lookup, not the session.
                         log.warning("skipping an undecodable cached entity in %s", source)
-            return cls(storage, data, rows, lease=lease)
+            session = cls(storage, data, rows, lease=lease)
+            session._watch_lease()
+            return session
         except BaseException:
             if lease is not None:
                 await lease.release()
@@ -181,6 +186,39 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     def bot(self) -> bool | None:
         """Whether the signed-in account is a bot, once known."""
         return self._bot
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another holder took the session over; this one then stops writing."""
+        return self._lease_lost is not None
+
+    def on_lease_lost(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when the lease is lost (:class:`~tgsession.Client` disconnects)."""
+        self._lease_lost_callbacks.append(callback)
+
+    def _watch_lease(self) -> None:
+        wait_lost = getattr(self._lease, "wait_lost", None)
+        if wait_lost is None:
+            return
+
+        async def watch() -> None:
+            await wait_lost()
+            self._lost_lease(LeaseLostError(f"another holder took over {self._where()}"))
+
+        self._lease_watch = asyncio.get_running_loop().create_task(watch())
+
+    def _lost_lease(self, error: LeaseLostError) -> None:
+        if self._lease_lost is not None:
+            return
+        self._lease_lost = error
+        log.error("this process lost the session in %s to another holder: it stops writing "
+                  "the session and disconnects, so the two never use one key at once",
+                  self._where())
+        for callback in self._lease_lost_callbacks:
+            callback()
+
+    def _where(self) -> str:
+        return describe_storage(self._storage) if self._storage is not None else "memory"
 
     def set_user(self, user_id: int | None, bot: bool | None) -> None:
         """Record who is signed in (``auth_if_necessary`` calls this); then save."""
@@ -234,7 +272,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     def save(self) -> None:
         """Schedule a write of the current state; returns at once."""
-        if self._storage is None:
+        if self._storage is None or self._lease_lost is not None:
             return
         self._dirty = True
         if self._writer is None or self._writer.done():
@@ -332,6 +370,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         """Store the latest state now; raise the storage's error if the write fails."""
         if self._storage is None:
             return
+        if self._lease_lost is not None:
+            raise self._lease_lost
         self._dirty = True  # Telethon changes state without save() (update state, entities)
         async with self._write_lock:
             await self._write_pending()
@@ -349,6 +389,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 delay = _RETRY_FIRST
             except asyncio.CancelledError:
                 raise
+            except LeaseLostError as exc:
+                self._lost_lease(exc)
+                return
             except Exception as exc:
                 self._last_error = exc
                 if self._closing:
@@ -403,7 +446,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 except asyncio.CancelledError:
                     if not writer.cancelled():
                         raise
-            if self._storage is not None:
+            if self._storage is not None and self._lease_lost is None:
                 try:
                     await self.flush()
                 except Exception as exc:
@@ -415,6 +458,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     raise
         finally:
             self._closing = False
+            if self._lease_watch is not None:
+                self._lease_watch.cancel()
+                self._lease_watch = None
             if self._lease is not None:
                 lease, self._lease = self._lease, None
                 await lease.release()
