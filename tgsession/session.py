@@ -27,7 +27,12 @@ from telethon.crypto import AuthKey
 from telethon.sessions import MemorySession
 from telethon.tl import types
 
-from ._errors import LeaseLostError, SessionCorruptError, SessionNotFoundError
+from ._errors import (
+    LeaseLostError,
+    SessionCorruptError,
+    SessionNotFoundError,
+    SessionVersionError,
+)
 from .codec import (
     DcAddress,
     EntityRow,
@@ -60,6 +65,19 @@ _RETRY_MAX = 5.0
 def describe_storage(storage: Storage) -> str:
     """How messages name a storage: its repr (storages keep secrets out of it)."""
     return repr(storage)
+
+
+async def _load_entity_cache(storage: EntityStorage, source: str) -> dict[int, bytes]:
+    """The stored entity rows; an unreadable cache is a cache miss, not a lost session."""
+    try:
+        return await storage.load_entities()
+    except SessionVersionError:
+        raise
+    except SessionCorruptError as exc:
+        log.warning("the entity cache beside %s cannot be read (%s); starting with an empty "
+                    "cache", source, exc)
+        await storage.clear_entities()
+        return {}
 
 
 class StorageSession(MemorySession):  # type: ignore[misc]
@@ -133,7 +151,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 data = None
             rows: list[EntityRow] = []
             if isinstance(storage, EntityStorage):
-                for entity_id, raw in (await storage.load_entities()).items():
+                for entity_id, raw in (await _load_entity_cache(storage, source)).items():
                     try:
                         rows.append(decode_entity_row(raw, source=f"{source} entity {entity_id}"))
                     except SessionCorruptError:

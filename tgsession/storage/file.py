@@ -1,0 +1,501 @@
+"""A session in a private file, replaced atomically, with an entity log and a process lock.
+
+Three files live side by side (all 0600, in a folder created 0700)::
+
+    session.json            the session bytes, replaced whole by temp file + rename
+    session.json.entities   the entity cache, an append-only log (see ``_entitylog``)
+    session.json.lock       flock'ed by the holder, names it; never deleted
+
+Every file operation runs off the event loop (aiofiles, or ``asyncio.to_thread`` for the
+small syscalls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import shlex
+import stat
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedReader
+
+from .._errors import SessionNotFoundError, SessionStorageError, TgSessionError
+from ._entitylog import HEADER, encode_records, replay
+from ._filelock import FileLease, acquire_file_lock, probe_lock_holder
+
+if sys.platform == "darwin":
+    import fcntl
+
+__all__ = ["FileStorage"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_TEMP_ATTEMPTS = 8
+#: The entity log is compacted once it holds more than this many records...
+COMPACT_MIN_RECORDS = 1000
+#: ...and more than this many times the live rows (so compaction costs O(1) per record).
+COMPACT_RATIO = 2
+#: Batches larger than this are encoded in a worker thread, not on the event loop.
+_ENCODE_IN_THREAD = 256
+
+
+@dataclass
+class _LogState:
+    """What this object knows of the entity log it last read or wrote."""
+
+    file: tuple[int, int]  # st_dev, st_ino: a compaction elsewhere changes it
+    end: int  # where the valid records end (the file size after our last append)
+    records: int
+    live: int  # a lower bound on the live rows (exact after a replay)
+
+
+class FileStorage:
+    """Keeps the session in a file only this user can read; implements every protocol.
+
+    - :class:`~tgsession.Storage`: ``store_session`` writes a temporary file (created
+      0600 with ``O_EXCL|O_NOFOLLOW``) in the same folder, fsyncs it, renames it over the
+      session file and fsyncs the folder: a crash leaves the old or the new session, and a
+      symlink at either name is replaced, never written through. ``store_session(b"")``
+      deletes the file, so nothing is stored. ``load_session`` raises
+      :class:`~tgsession.SessionNotFoundError` for a missing or empty file.
+    - Permissions: folders it creates are 0700. A session or entity file that group or
+      others may read or write, or that another user owns, is refused with
+      :class:`~tgsession.SessionStorageError` saying how to fix it (as ssh does with
+      private keys) and left untouched, unless ``allow_insecure_permissions=True``.
+    - I/O failures (disk full, read-only file system, ...) raise
+      :class:`~tgsession.SessionStorageError` naming the file; the previous session stays.
+    - :class:`~tgsession.storage.EntityStorage`: rows go to ``<path>.entities``, an
+      append-only log (one write and one fsync per ``store_entities`` call). A record torn
+      by a crash is dropped on load. The log is rewritten atomically, in a worker thread,
+      once it holds over ``COMPACT_MIN_RECORDS`` records and over ``COMPACT_RATIO`` times
+      the live rows.
+    - :class:`~tgsession.storage.Lockable`: ``acquire()`` flocks ``<path>.lock``; the OS
+      releases it if the process dies. Two objects, even in one process, exclude each
+      other.
+
+    Writes through one object are serialized and never reordered; a cancelled write may
+    still complete. Example::
+
+        storage = FileStorage("~/.config/mybot/session.json")
+        async with await storage.acquire(wait=5):
+            data = await storage.load_session()
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, allow_insecure_permissions: bool = False
+    ) -> None:
+        self._path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        self._entities_path = self._path.with_name(self._path.name + ".entities")
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._allow_insecure = allow_insecure_permissions
+        self._session_writes = asyncio.Lock()
+        self._entity_writes = asyncio.Lock()
+        self._log: _LogState | None = None
+
+    def __repr__(self) -> str:
+        return f"FileStorage({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The session file (absolute, ``~`` expanded, symlinks not resolved)."""
+        return self._path
+
+    @property
+    def entities_path(self) -> Path:
+        """The entity log beside the session file."""
+        return self._entities_path
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file beside the session file."""
+        return self._lock_path
+
+    # -- Storage ------------------------------------------------------------------------
+
+    async def load_session(self) -> bytes:
+        """Return the stored bytes; :class:`~tgsession.SessionNotFoundError` if none."""
+        try:
+            data = await self._read_private(self._path)
+        except FileNotFoundError:
+            raise SessionNotFoundError(
+                f"no session is stored in {self._path} (the file does not exist)"
+            ) from None
+        if not data:
+            raise SessionNotFoundError(f"no session is stored in {self._path} (the file is empty)")
+        return data
+
+    async def store_session(self, data: bytes) -> None:
+        """Replace the stored session atomically; ``b""`` deletes the file."""
+        data = bytes(data)
+        if data:
+            await self._serialized(self._session_writes, self._replace(self._path, data))
+        else:
+            await self._serialized(self._session_writes, self._remove(self._path))
+
+    # -- EntityStorage ------------------------------------------------------------------
+
+    async def load_entities(self) -> dict[int, bytes]:
+        """Replay the entity log (last value per id wins; a torn tail is ignored)."""
+        try:
+            data, file = await self._read_private_with_id(self._entities_path)
+        except FileNotFoundError:
+            return {}
+        result = await asyncio.to_thread(replay, data, str(self._entities_path))
+        self._warn_if_torn(len(data), result.valid_end)
+        self._log = _LogState(file, result.valid_end, result.records, len(result.rows))
+        return result.rows
+
+    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
+        """Append the given rows to the log (one write, one fsync); compact when due."""
+        if not rows:
+            return
+        items = list(rows.items())
+        if len(items) > _ENCODE_IN_THREAD:
+            payload = await asyncio.to_thread(encode_records, items)
+        else:
+            payload = encode_records(items)
+        await self._serialized(self._entity_writes, self._append(payload, len(items)))
+
+    async def clear_entities(self) -> None:
+        """Delete the entity log (atomically: it is gone or intact)."""
+        await self._serialized(self._entity_writes, self._remove(self._entities_path))
+
+    # -- Lockable -----------------------------------------------------------------------
+
+    async def acquire(self, *, wait: float = 0.0) -> FileLease:
+        """Lock the session for this holder; see :class:`~tgsession.storage.Lockable`.
+
+        Raises :class:`~tgsession.SessionLockedError` naming the holder (``pid 1234 on
+        host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
+        crashed writer left behind (they are never read, so this is only tidying).
+        """
+        try:
+            await asyncio.to_thread(_make_private_folders, self._path.parent)
+        except OSError as error:
+            raise _storage_error("create the folder of", self._path, error) from error
+        lease = await acquire_file_lock(self._lock_path, target=self._path, wait=wait)
+        await asyncio.to_thread(_remove_leftover_temps, (self._path, self._entities_path))
+        return lease
+
+    async def lock_holder(self) -> str | None:
+        """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""
+        try:
+            return await asyncio.to_thread(probe_lock_holder, self._lock_path)
+        except OSError as error:
+            raise _storage_error("read", self._lock_path, error) from error
+
+    # -- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _serialized(lock: asyncio.Lock, operation: Awaitable[_T]) -> _T:
+        """Run ``operation`` under ``lock``, shielded: if the caller is cancelled, the write
+        finishes (or fails cleanly) before the next one starts, so none is reordered."""
+
+        async def locked() -> _T:
+            async with lock:
+                return await operation
+
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_consume_exception)
+        return await asyncio.shield(task)
+
+    async def _read_private(self, path: Path) -> bytes:
+        data, _ = await self._read_private_with_id(path)
+        return data
+
+    async def _read_private_with_id(self, path: Path) -> tuple[bytes, tuple[int, int]]:
+        """Read a whole file after checking its permissions; FileNotFoundError passes."""
+        try:
+            async with aiofiles.open(path, "rb") as file:
+                info = await asyncio.to_thread(os.fstat, file.fileno())
+                self._check_private(path, info)
+                return await file.read(), (info.st_dev, info.st_ino)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise _storage_error("read", path, error) from error
+
+    def _check_private(self, path: Path, info: os.stat_result) -> None:
+        if self._allow_insecure:
+            return
+        mode = stat.S_IMODE(info.st_mode)
+        fix = "(or pass allow_insecure_permissions=True to FileStorage)"
+        if mode & 0o077:
+            raise SessionStorageError(
+                f"refusing to use {path}: its mode is {mode:04o}, so other users can read "
+                f"or change it; run `chmod 600 {_quote(path)}` {fix}"
+            )
+        owner, me = info.st_uid, _effective_uid()
+        if me is not None and owner not in (me, 0):
+            raise SessionStorageError(
+                f"refusing to use {path}: it belongs to uid {owner}, not to this user "
+                f"(uid {me}); run `chown {me} {_quote(path)}` {fix}"
+            )
+
+    def _check_existing(self, path: Path) -> None:
+        """Refuse to replace an insecure file (blocking; run in a thread).
+
+        A symlink is not followed: the rename replaces the link, not what it points to.
+        """
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat.S_ISREG(info.st_mode):
+            self._check_private(path, info)
+
+    async def _replace(self, target: Path, data: bytes) -> None:
+        """Atomically replace ``target`` with ``data`` (temp file, fsync, rename, fsync)."""
+        try:
+            await asyncio.to_thread(self._prepare_write, target)
+            temp = await _write_temp(target, data)
+        except OSError as error:
+            raise _storage_error("write", target, error) from error
+        try:
+            await asyncio.to_thread(_commit, temp, target)
+        except OSError as error:
+            await asyncio.to_thread(_remove_quietly, temp)
+            raise _storage_error("write", target, error) from error
+
+    async def _remove(self, target: Path) -> None:
+        try:
+            await asyncio.to_thread(_unlink_durably, target)
+        except OSError as error:
+            raise _storage_error("delete", target, error) from error
+        if target == self._entities_path:
+            self._log = None
+
+    def _prepare_write(self, target: Path) -> None:
+        _make_private_folders(target.parent)
+        self._check_existing(target)
+
+    async def _append(self, payload: bytes, count: int) -> None:
+        path = self._entities_path
+        try:
+            fd = await asyncio.to_thread(self._open_log, path)
+        except OSError as error:
+            raise _storage_error("write", path, error) from error
+        try:
+            async with aiofiles.open(fd, "r+b") as file:  # owns fd from here on
+                info = await asyncio.to_thread(os.fstat, fd)
+                file_id = (info.st_dev, info.st_ino)
+                state = self._log
+                if state is None or state.file != file_id or state.end != info.st_size:
+                    state = await self._recover_log(file, file_id)
+                self._log = None  # unknown until the append is durable
+                if state.end == 0:
+                    payload = HEADER + payload
+                await file.seek(state.end)
+                try:
+                    await file.write(payload)
+                    await file.flush()
+                    await asyncio.to_thread(_fsync, fd)
+                    if state.end == 0:  # a new log: make its name durable too
+                        await asyncio.to_thread(_fsync_folder, path.parent)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        await asyncio.to_thread(os.ftruncate, fd, state.end)
+                    raise
+        except OSError as error:
+            raise _storage_error("write", path, error) from error
+        state.end += len(payload)
+        state.records += count
+        state.live = max(state.live, count)  # a batch has distinct ids
+        self._log = state
+        if state.records > COMPACT_MIN_RECORDS and state.records > COMPACT_RATIO * state.live:
+            try:
+                await self._compact()
+            except TgSessionError as error:  # the rows are stored; compaction can wait
+                self._log = None
+                logger.warning("could not compact %s: %s", path, error)
+
+    def _open_log(self, path: Path) -> int:
+        """Open (creating 0600) the log for appending, after the permission check."""
+        _make_private_folders(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+        try:
+            self._check_private(path, os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def _recover_log(self, file: AsyncBufferedReader, file_id: tuple[int, int]) -> _LogState:
+        """Find where the valid records end (another writer, or a crash, changed the log)
+        and cut off a torn tail, so appended records follow valid ones."""
+        await file.seek(0)
+        data = await file.read()
+        result = await asyncio.to_thread(replay, data, str(self._entities_path))
+        if result.valid_end < len(data):
+            self._warn_if_torn(len(data), result.valid_end)
+            await file.truncate(result.valid_end)
+        return _LogState(file_id, result.valid_end, result.records, len(result.rows))
+
+    async def _compact(self) -> None:
+        """Rewrite the log with only its live rows, atomically, in worker threads."""
+        path = self._entities_path
+        try:
+            data, _ = await self._read_private_with_id(path)
+        except FileNotFoundError:
+            self._log = None
+            return
+        compacted = await asyncio.to_thread(_compacted_log, data, str(path))
+        await self._replace(path, compacted.data)
+        try:
+            info = await asyncio.to_thread(os.stat, path)
+        except OSError:
+            self._log = None
+            return
+        records = compacted.records
+        self._log = _LogState((info.st_dev, info.st_ino), len(compacted.data), records, records)
+        logger.debug("compacted %s to %d rows", path, records)
+
+    def _warn_if_torn(self, size: int, valid_end: int) -> None:
+        if valid_end < size:
+            logger.warning(
+                "ignoring the last %d bytes of %s: a record torn by a crash (it is a cache)",
+                size - valid_end,
+                self._entities_path,
+            )
+
+
+@dataclass(frozen=True)
+class _Compacted:
+    data: bytes
+    records: int
+
+
+def _compacted_log(data: bytes, where: str) -> _Compacted:
+    rows = replay(data, where).rows
+    return _Compacted(HEADER + encode_records(rows.items()), len(rows))
+
+
+async def _write_temp(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a new 0600 file beside ``target`` and fsync it; return its path."""
+    for _ in range(_TEMP_ATTEMPTS):
+        temp = target.with_name(f".{target.name}.{_random_suffix()}.tmp")
+        created = False
+        try:
+            async with aiofiles.open(temp, "xb", opener=_exclusive_private_opener) as file:
+                created = True
+                fd = file.fileno()
+                await asyncio.to_thread(os.fchmod, fd, 0o600)  # whatever the umask did
+                await file.write(data)
+                await file.flush()
+                await asyncio.to_thread(_fsync, fd)
+        except BaseException as error:
+            if not created:
+                if isinstance(error, FileExistsError):
+                    continue  # a leftover, or something planted: never touch it
+                raise
+            await asyncio.to_thread(_remove_quietly, temp)
+            raise
+        return temp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+
+
+def _random_suffix() -> str:
+    return secrets.token_hex(8)
+
+
+def _exclusive_private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+
+
+def _commit(temp: Path, target: Path) -> None:
+    os.replace(temp, target)  # replaces a symlink at target itself, never its target
+    _fsync_folder(target.parent)
+
+
+def _unlink_durably(target: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+        _fsync_folder(target.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _remove_leftover_temps(targets: tuple[Path, ...]) -> None:
+    """Delete temporary files of ``targets`` left by a crashed writer (best effort)."""
+    patterns = [re.compile(rf"\.{re.escape(t.name)}\.[0-9a-f]{{16}}\.tmp") for t in targets]
+    with contextlib.suppress(OSError), os.scandir(targets[0].parent) as entries:
+        for entry in entries:
+            ours = any(p.fullmatch(entry.name) for p in patterns)
+            if ours and not entry.is_dir(follow_symlinks=False):
+                _remove_quietly(Path(entry.path))
+
+
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents as 0700 (existing ones are left alone)."""
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # created meanwhile by someone else: not ours to chmod
+        os.chmod(path, 0o700)  # the umask may have removed bits, never added: be explicit
+        _fsync_folder(path.parent)  # so the new folder survives a crash too
+
+
+def _fsync(fd: int) -> None:
+    if sys.platform == "darwin":
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # macOS fsync stops at the drive's cache
+    else:
+        os.fsync(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot
+            raise
+    finally:
+        os.close(fd)
+
+
+def _effective_uid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _quote(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _storage_error(action: str, path: Path, error: OSError) -> SessionStorageError:
+    code = errno.errorcode.get(error.errno or 0, "")
+    reason = error.strerror or str(error)
+    return SessionStorageError(f"cannot {action} {path}: {reason}" + (f" ({code})" if code else ""))
+
+
+def _consume_exception(task: asyncio.Task[object]) -> None:
+    # A write whose caller was cancelled still reports nothing to nobody: keep it quiet.
+    if not task.cancelled():
+        task.exception()
