@@ -365,3 +365,24 @@ async def test_close_releases_the_lease_after_the_last_write() -> None:
     fill(session)
     await session.release()
     assert storage.lease.released and storage.writes == 1
+
+
+async def test_unreadable_entity_cache_is_a_cache_miss(tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from tgsession import FileStorage
+
+    path = Path(tmp_path) / "s.json"
+    session = await StorageSession.open(FileStorage(path))
+    fill(session)
+    await session.release()
+    entities = Path(str(path) + ".entities")
+    entities.write_bytes(b"this is not an entity log")
+    again = await StorageSession.open(FileStorage(path))
+    assert again.auth_key.key == session.auth_key.key
+    assert again.entity_count == 0
+    again.process_entities(sample_entities())
+    await again.release()
+    third = await StorageSession.open(FileStorage(path))
+    assert third.get_input_entity("annl") == types.InputPeerUser(11, 111)
+    await third.release()
