@@ -1,0 +1,7 @@
+"""``python -m tgsession.testing`` runs a fake Telegram (see ``--help``)."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
