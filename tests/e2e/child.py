@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -63,6 +64,15 @@ async def main(mode: str, args: list[str]) -> int:
         if mode == "resolve":
             entity = await client.get_input_entity(args[0])
             report(resolved=getattr(entity, "user_id", None))
+        if mode == "reveal":
+            # Everything a careless program might print about its objects.
+            session = client.session
+            for obj in (client, session, session.storage, session.snapshot(), StdioFlow()):
+                print("REVEAL", repr(obj), str(obj), flush=True)
+            try:
+                await client.send_message("nobody_with_this_name", "x")
+            except Exception as exc:
+                print("REVEAL", type(exc).__name__, exc, repr(exc), flush=True)
         if mode == "hold":
             print("HOLDING", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
@@ -70,5 +80,6 @@ async def main(mode: str, args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("CHILD_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2:])))
