@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -20,20 +19,7 @@ from tgsession import (
     auth_if_necessary,
 )
 from tgsession.codec import decode_session
-from tgsession.testing import FakeTelegram, reset_client_config
-
-
-@pytest.fixture(autouse=True)
-def _fresh_config() -> Iterator[None]:
-    reset_client_config()
-    yield
-    reset_client_config()
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
+from tgsession.testing import FakeTelegram
 
 
 async def new_client(tg: FakeTelegram, storage: MemoryStorage) -> Client:

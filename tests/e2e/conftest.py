@@ -6,29 +6,11 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tgsession.testing import FakeTelegram, reset_client_config
-
 CHILD = Path(__file__).with_name("child.py")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_telethon_config() -> Iterator[None]:
-    reset_client_config()
-    yield
-    reset_client_config()
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
 
 
 class Program:

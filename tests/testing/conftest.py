@@ -10,10 +10,6 @@ from telethon import TelegramClient
 from telethon.sessions import StringSession
 
 from tgsession.testing import Account, FakeTelegram
-from tgsession.testing.pytest_plugin import _fresh_telethon_config, fake_telegram
-
-# The plugin's fixtures, until tests/conftest.py enables the plugin for the whole suite.
-__all__ = ["_fresh_telethon_config", "fake_telegram"]
 
 MakeClient = Callable[..., TelegramClient]
 SignedIn = Callable[..., Awaitable[TelegramClient]]
