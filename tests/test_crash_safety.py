@@ -1,0 +1,289 @@
+"""Crash safety: a writer killed (SIGKILL) at any instant leaves the previous or the new
+session, never a torn or empty one, and never a stuck lock. Real processes, real files.
+
+``TGSESSION_CRASH_TRIALS`` sets the number of kills per storage (default 150: 300 in all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import inspect
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tgsession import FileStorage, SessionNotFoundError, SessionStorageError, Storage
+from tgsession.keys import generate_key
+from tgsession.storage import file as file_module
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork"), reason="forks writers, kills them with SIGKILL"
+)
+
+TRIALS = int(os.environ.get("TGSESSION_CRASH_TRIALS", "150"))
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+KEY = generate_key()
+SESSION_SIZE = 32 * 1024  # large enough that a non-atomic write would often be seen torn
+
+
+def payload(n: int) -> bytes:
+    """Session number ``n``: its number, then bytes that depend on it (a torn mix fails)."""
+    return b"%d:" % n + hashlib.sha256(b"%d" % n).digest() * (SESSION_SIZE // 32)
+
+
+def number_of(data: bytes) -> int:
+    n = int(data.split(b":", 1)[0])
+    assert data == payload(n), f"session {n} is torn ({len(data)} bytes)"
+    return n
+
+
+WRITERS = (
+    "import hashlib\n"
+    f"SESSION_SIZE = {SESSION_SIZE}\n"
+    + inspect.getsource(payload)
+    + inspect.getsource(number_of)
+    + textwrap.dedent(
+        """
+        # A warm interpreter that forks one writer per path read from stdin, so a trial
+        # costs a fork, not an interpreter start. The writer is a real process; SIGKILL
+        # ends it as it would any other.
+        import asyncio, os, sys
+        from tgsession import EncryptedStorage, FileStorage, SessionNotFoundError
+
+        async def write_forever(path: str) -> None:
+            storage = FileStorage(path)
+            if os.environ["TGSESSION_TEST_KEY"]:
+                storage = EncryptedStorage(storage, os.environ["TGSESSION_TEST_KEY"])
+            await storage.acquire()
+            try:
+                n = number_of(await storage.load_session())
+            except SessionNotFoundError:
+                n = 0
+            print("ready", os.getpid(), n, flush=True)
+            while True:
+                n += 1
+                await storage.store_session(payload(n))
+                print(n, flush=True)
+
+        for line in sys.stdin:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    asyncio.run(write_forever(line.strip()))
+                finally:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            # A killed writer may leave half an ack; the newline ends it.
+            print("\\ndead", status, flush=True)
+        """
+    )
+)
+
+
+class Lines:
+    """Reads a pipe line by line, with a deadline."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+
+    def read_until(self, last: bytes, timeout: float) -> list[bytes] | None:
+        """Lines up to and including one starting with ``last``; ``None`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self._buffer.split(b"\n")
+            for index, line in enumerate(lines[:-1]):
+                if line.startswith(last):
+                    self._buffer = b"\n".join(lines[index + 1 :])
+                    return lines[: index + 1]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise EOFError("the writer process ended")
+            self._buffer += chunk
+
+
+def open_storage(path: Path, encrypted: bool) -> Storage:
+    storage: Storage = FileStorage(path)
+    if encrypted:
+        from tgsession import EncryptedStorage
+
+        storage = EncryptedStorage(storage, KEY)
+    return storage
+
+
+async def stored_number(path: Path, encrypted: bool) -> int:
+    """The number stored at ``path`` (0 for none), after checking that the lock is free."""
+    lease = await FileStorage(path).acquire()  # fails fast if the dead writer kept it
+    try:
+        return number_of(await open_storage(path, encrypted).load_session())
+    except SessionNotFoundError:
+        return 0
+    finally:
+        await lease.release()
+
+
+def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[str]:
+    """Run ``trials`` writers on ``path``, killing each at a random moment; the failures."""
+    rng = random.Random(seed)
+    env = dict(os.environ, TGSESSION_TEST_KEY=KEY if encrypted else "")
+    forker = subprocess.Popen(
+        [sys.executable, "-c", WRITERS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert forker.stdin is not None and forker.stdout is not None
+    lines = Lines(forker.stdout.fileno())
+    failures: list[str] = []
+    before = 0  # what the file holds before this trial
+    pid = 0
+    try:
+        for trial in range(trials):
+            forker.stdin.write(b"%s\n" % bytes(path))
+            forker.stdin.flush()
+            ready = lines.read_until(b"ready", 30)
+            if ready is None:
+                return [*failures, f"trial {trial}: the writer did not start"]
+            pid, started = (int(word) for word in ready[-1].split()[1:])
+            # Kill anywhere from the first write to many writes in.
+            delay = rng.uniform(0.0, 0.06) if rng.random() < 0.8 else rng.uniform(0.0, 0.003)
+            out = lines.read_until(b"dead", delay)
+            if out is not None:
+                pid = 0  # reaped: its pid may be reused
+                return [*failures, f"trial {trial}: the writer died by itself: {out[-1]!r}"]
+            os.kill(pid, signal.SIGKILL)
+            out = lines.read_until(b"dead", 30)
+            assert out is not None
+            pid = 0  # reaped: its pid may be reused
+            status = int(out[-1].split()[1])
+            if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+                failures.append(f"trial {trial}: the writer ended with status {status}")
+            # A store was acknowledged once its number began to print: the largest number
+            # seen (a cut-off "12" of "125" is smaller than the "124" before it).
+            last = max([int(line) for line in out[:-1] if line], default=started)
+            if started != before:
+                failures.append(f"trial {trial}: the writer read {started}, {before} was stored")
+            try:
+                found = asyncio.run(stored_number(path, encrypted))
+            except Exception as error:
+                failures.append(f"trial {trial}: after {last} acknowledged: {error!r}")
+                before = 0
+                continue
+            if found not in (last, last + 1):
+                failures.append(f"trial {trial}: {last} acknowledged but {found} stored")
+            before = found
+    finally:
+        # On a failure, leave no writer running: kill the last one, then the forker.
+        with contextlib.suppress(ProcessLookupError):
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        forker.stdin.close()
+        try:
+            forker.wait(10)
+        except subprocess.TimeoutExpired:
+            forker.kill()
+            forker.wait()
+    return failures
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["file", "encrypted-file"])
+def test_killed_writer_leaves_previous_or_new_session(tmp_path: Path, encrypted: bool) -> None:
+    paths = [tmp_path / f"worker{i}" / "session.json" for i in range(WORKERS)]
+    shares = [TRIALS // WORKERS + (i < TRIALS % WORKERS) for i in range(WORKERS)]
+    seed = random.randrange(2**32)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = pool.map(
+            kill_writers,
+            paths,
+            [encrypted] * WORKERS,
+            shares,
+            [seed + i for i in range(WORKERS)],
+        )
+        failures = [failure for result in results for failure in result]
+    assert not failures, f"seed {seed}:\n" + "\n".join(failures)
+    # The kills were not all before the first write: sessions were written throughout.
+    written = sum(asyncio.run(stored_number(path, encrypted)) for path in paths)
+    assert written >= TRIALS
+
+
+def test_killed_writer_leaves_no_temporary_file_once_relocked(tmp_path: Path) -> None:
+    path = tmp_path / "session.json"
+    assert not kill_writers(path, encrypted=False, trials=5, seed=1)
+    asyncio.run(stored_number(path, encrypted=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.json", "session.json.lock"]
+
+
+# -- a full disk ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["file", "encrypted-file"])
+async def test_disk_full_is_a_clear_error_and_keeps_the_session(
+    tmp_path: Path, encrypted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "session.json"
+    storage = open_storage(path, encrypted)
+    await storage.store_session(payload(1))
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(file_module, "_fsync", no_space)
+    with pytest.raises(SessionStorageError) as raised:
+        await storage.store_session(payload(2))
+    assert str(path) in str(raised.value)
+    assert "ENOSPC" in str(raised.value)
+    monkeypatch.undo()
+    assert number_of(await open_storage(path, encrypted).load_session()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.json"]
+
+
+FILE_SIZE_LIMIT = textwrap.dedent(
+    """
+    import asyncio, resource, signal, sys
+    from tgsession import FileStorage, SessionStorageError
+
+    async def main() -> None:
+        storage = FileStorage(sys.argv[1])
+        await storage.store_session(b"small session")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write(), not a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            await storage.store_session(b"x" * 100_000)
+        except SessionStorageError as error:
+            print(error)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+async def test_a_real_failed_write_is_a_clear_error_and_keeps_the_session(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "session.json"
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(path)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    message = done.stdout.decode()
+    assert str(path) in message and "EFBIG" in message, done
+    assert await FileStorage(path).load_session() == b"small session"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.json"]
