@@ -1,0 +1,102 @@
+"""The stored session as a whole: read it without locking, replace it, remove it.
+
+Writes hold the storage's lease (when it has one), so they never race a running program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .._errors import SessionNotFoundError
+from ..codec import SessionData, encode_entity_row, encode_session
+from ..session import StorageSession
+from ..storage.base import EntityStorage, Lease, Lockable, Storage
+from ._context import CliError
+
+__all__ = [
+    "has_session", "raw_session", "read_stored", "remove_session", "replace_session",
+    "restore_raw",
+]
+
+
+async def has_session(storage: Storage) -> bool:
+    """Whether anything is stored (even undecodable data counts)."""
+    try:
+        await storage.load_session()
+    except SessionNotFoundError:
+        return False
+    return True
+
+
+async def read_stored(storage: Storage) -> SessionData | None:
+    """The stored session with its entities inline, or ``None``; takes no lock."""
+    if not await has_session(storage):
+        return None
+    session = await StorageSession.open(storage, lock=False)
+    try:
+        return session.snapshot()
+    finally:
+        await session.release()
+
+
+async def _acquire(storage: Storage) -> Lease | None:
+    return await storage.acquire(wait=0) if isinstance(storage, Lockable) else None
+
+
+async def replace_session(storage: Storage, data: SessionData, *, force: bool, where: str) -> None:
+    """Store ``data`` (and its entity rows) in ``storage``.
+
+    Raises :class:`CliError` when a session is stored there already and ``force`` is false,
+    and :class:`~tgsession.SessionLockedError` while another holder uses it.
+    """
+    lease = await _acquire(storage)
+    try:
+        if not force and await has_session(storage):
+            raise CliError(f"{where} already holds a session; add --force to replace it")
+        rows = list(data.entities or [])
+        if isinstance(storage, EntityStorage):
+            # Rows first: a crash in between leaves the old session with a bigger cache.
+            await storage.clear_entities()
+            if rows:
+                await storage.store_entities({row[0]: encode_entity_row(row) for row in rows})
+            await storage.store_session(encode_session(dataclasses.replace(data, entities=None)))
+        else:
+            await storage.store_session(encode_session(dataclasses.replace(data, entities=rows)))
+    finally:
+        if lease is not None:
+            await lease.release()
+
+
+async def remove_session(storage: Storage) -> bool:
+    """Delete the stored session and its entities; return whether there was one."""
+    lease = await _acquire(storage)
+    try:
+        existed = await has_session(storage)
+        if isinstance(storage, EntityStorage):
+            await storage.clear_entities()
+        await storage.store_session(b"")
+        return existed
+    finally:
+        if lease is not None:
+            await lease.release()
+
+
+async def raw_session(storage: Storage) -> bytes | None:
+    """The stored bytes as they are, or ``None``; takes no lock."""
+    try:
+        return await storage.load_session()
+    except SessionNotFoundError:
+        return None
+
+
+async def restore_raw(storage: Storage, raw: bytes | None) -> None:
+    """Put back what :func:`raw_session` returned (``None``: remove the session)."""
+    if raw is None:
+        await remove_session(storage)
+        return
+    lease = await _acquire(storage)
+    try:
+        await storage.store_session(raw)
+    finally:
+        if lease is not None:
+            await lease.release()

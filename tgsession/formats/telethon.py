@@ -1,0 +1,243 @@
+"""Telethon 1.x sessions: the ``StringSession`` string and the ``.session`` SQLite file.
+
+A string session holds the DC, its IP address and port, and the auth key; the SQLite file
+adds the takeout id, the entity cache and the update state. Exports are built by
+Telethon's own ``StringSession`` and ``SQLiteSession``, so Telethon reads them back as its
+own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import ipaddress
+import os
+import sqlite3
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from .._errors import SessionCorruptError
+from ..codec import AUTH_KEY_LENGTH, EntityRow, SessionData, UpdateState
+from ._sqlite import Source, open_copy, read_source, table_columns
+from ._validate import checked_dc, checked_key_blob, require_key, session_text
+
+__all__ = [
+    "from_telethon_sqlite",
+    "from_telethon_string",
+    "to_telethon_sqlite",
+    "to_telethon_string",
+]
+
+_STRING_VERSION = "1"
+_IPV4_PACKED = 1 + 4 + 2 + AUTH_KEY_LENGTH
+_IPV6_PACKED = 1 + 16 + 2 + AUTH_KEY_LENGTH
+
+
+def from_telethon_string(
+    string: str | bytes, *, source: str = "the Telethon string session"
+) -> SessionData:
+    """Read a Telethon ``StringSession`` string (``StringSession.save()``).
+
+    Raises :class:`~tgsession.SessionCorruptError` naming ``source`` for anything else;
+    the message never quotes the string.
+    """
+    text = session_text(string, source)
+    if not text.startswith(_STRING_VERSION):
+        raise SessionCorruptError(
+            f"{source}: not a Telethon string session (it must start with version "
+            f"{_STRING_VERSION!r})"
+        )
+    try:
+        packed = base64.b64decode(text[1:], altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise SessionCorruptError(f"{source}: not valid URL-safe base64") from None
+    if len(packed) not in (_IPV4_PACKED, _IPV6_PACKED):
+        raise SessionCorruptError(
+            f"{source}: decodes to {len(packed)} bytes; a Telethon string session has "
+            f"{_IPV4_PACKED} (IPv4) or {_IPV6_PACKED} (IPv6)"
+        )
+    ip_length = 4 if len(packed) == _IPV4_PACKED else 16
+    dc_id, ip, port, key = struct.unpack(f">B{ip_length}sH{AUTH_KEY_LENGTH}s", packed)
+    return SessionData(
+        dc=checked_dc(dc_id, ipaddress.ip_address(ip).compressed, port, source),
+        auth_key=key if any(key) else None,
+        entities=[],
+    )
+
+
+def to_telethon_string(data: SessionData) -> str:
+    """The session as a Telethon ``StringSession`` string, made by Telethon itself.
+
+    Raises ValueError when the session has no auth key or DC, or when its server address
+    is a host name (a string session holds only IP addresses).
+    """
+    from telethon.crypto import AuthKey
+    from telethon.sessions import StringSession
+
+    dc, key = require_key(data)
+    try:
+        ipaddress.ip_address(dc.address)
+    except ValueError:
+        raise ValueError(
+            f"the server address {dc.address!r} is a host name; a Telethon string session "
+            "holds only IP addresses"
+        ) from None
+    session = StringSession()
+    session.set_dc(dc.id, dc.address, dc.port)
+    session.auth_key = AuthKey(key)
+    string: str = session.save()
+    return string
+
+
+def from_telethon_sqlite(source: Source, *, name: str = "the Telethon session file") -> SessionData:
+    """Read a Telethon ``.session`` SQLite file (a path, or the file's bytes).
+
+    ``name`` is how messages call bytes given as the source. The file itself is never
+    opened for writing. Keeps the takeout id, the entity cache
+    (rows that do not make sense are skipped: it is a cache) and the update state.
+    Raises :class:`~tgsession.SessionCorruptError` for a file that is not one.
+    """
+    raw, where = read_source(source, name)
+    with open_copy(raw, where) as db:
+        tables = table_columns(db)
+        needed = {"dc_id", "server_address", "port", "auth_key"}
+        if not needed <= tables.get("sessions", set()):
+            raise SessionCorruptError(f"{where}: not a Telethon session (no sessions table)")
+        takeout = ", takeout_id" if "takeout_id" in tables["sessions"] else ""
+        row = db.execute(
+            f"SELECT dc_id, server_address, port, auth_key{takeout} FROM sessions"
+        ).fetchone()
+        if row is None:
+            raise SessionCorruptError(f"{where}: the Telethon session holds no session row")
+        dc_id, address, port, key = row[:4]
+        takeout_id = row[4] if takeout else None
+        entities = _entities(db, tables)
+        updates = _updates(db, tables)
+    if not isinstance(dc_id, int) or not isinstance(address, str) or not isinstance(port, int):
+        raise SessionCorruptError(f"{where}: the session row has an invalid DC, address or port")
+    key = checked_key_blob(key, where)
+    if takeout_id is not None and not isinstance(takeout_id, int):
+        takeout_id = None
+    return SessionData(
+        dc=checked_dc(dc_id, address, port, where),
+        auth_key=key,
+        takeout_id=takeout_id,
+        updates=updates,
+        entities=entities,
+    )
+
+
+def to_telethon_sqlite(data: SessionData, path: str | os.PathLike[str]) -> Path:
+    """Write the session as a Telethon ``.session`` file at exactly ``path``; return it.
+
+    Telethon's ``SQLiteSession`` creates the file (in a temporary name beside ``path``,
+    created 0600), the entity cache and update state are added, and the result replaces
+    ``path`` atomically (an existing file there is overwritten: check first). Raises
+    ValueError when the session has no auth key or DC, OSError when writing fails.
+    """
+    from telethon.crypto import AuthKey
+    from telethon.sessions import SQLiteSession
+    from telethon.tl import types
+
+    dc, key = require_key(data)
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp.session")
+    _remove(temp)
+    # Created 0600 before SQLite opens it; SQLite gives its journal the same mode.
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        session = SQLiteSession(str(temp))
+        try:
+            session.set_dc(dc.id, dc.address, dc.port)
+            session.auth_key = AuthKey(key)
+            session.takeout_id = data.takeout_id
+            if data.updates is not None:
+                state = data.updates
+                session.set_update_state(0, types.updates.State(
+                    pts=state.pts, qts=state.qts, seq=state.seq, unread_count=0,
+                    date=datetime.datetime.fromtimestamp(state.date, tz=datetime.timezone.utc),
+                ))
+                now = datetime.datetime.now(tz=datetime.timezone.utc)
+                for channel_id, pts in state.channels.items():
+                    session.set_update_state(channel_id, types.updates.State(
+                        pts=pts, qts=0, date=now, seq=0, unread_count=0))
+            session.save()
+        finally:
+            session.close()
+        if data.entities:
+            _write_entities(temp, data.entities)
+        os.replace(temp, target)
+    except BaseException:
+        _remove(temp)
+        raise
+    return target
+
+
+def _write_entities(path: Path, rows: list[EntityRow]) -> None:
+    # The same statement Telethon's SQLiteSession.process_entities runs.
+    now = int(time.time())
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.executemany(
+                "insert or replace into entities values (?,?,?,?,?,?)",
+                [(*row, now) for row in rows],
+            )
+    finally:
+        db.close()
+
+
+def _entities(db: sqlite3.Connection, tables: dict[str, set[str]]) -> list[EntityRow]:
+    if not {"id", "hash", "username", "phone", "name"} <= tables.get("entities", set()):
+        return []
+    rows: list[EntityRow] = []
+    for entity_id, hash_, username, phone, name in db.execute(
+        "SELECT id, hash, username, phone, name FROM entities"
+    ):
+        if not isinstance(entity_id, int) or not isinstance(hash_, int):
+            continue
+        if isinstance(phone, int):
+            phone = str(phone)
+        rows.append((
+            entity_id,
+            hash_,
+            username.lower() if isinstance(username, str) else None,
+            phone if isinstance(phone, str) else None,
+            name if isinstance(name, str) else None,
+        ))
+    return rows
+
+
+def _updates(db: sqlite3.Connection, tables: dict[str, set[str]]) -> UpdateState | None:
+    if not {"id", "pts", "qts", "date", "seq"} <= tables.get("update_state", set()):
+        return None
+    main: tuple[int, int, int, int] | None = None
+    channels: dict[int, int] = {}
+    for entity_id, pts, qts, date, seq in db.execute(
+        "SELECT id, pts, qts, date, seq FROM update_state"
+    ):
+        if not isinstance(entity_id, int) or not _counter(pts):
+            continue
+        if entity_id == 0:
+            if _counter(qts) and _counter(seq) and isinstance(date, (int, float)) and date >= 0:
+                main = (pts, qts, int(date), seq)
+        else:
+            channels[entity_id] = pts
+    if main is None:
+        return None
+    pts, qts, date, seq = main
+    return UpdateState(pts=pts, qts=qts, date=date, seq=seq, channels=channels)
+
+
+def _counter(value: Any) -> bool:
+    return isinstance(value, int) and value >= 0
+
+
+def _remove(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
