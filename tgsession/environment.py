@@ -218,7 +218,7 @@ async def _build(
     storage_override: Storage | None = overrides.pop("storage", None)
     env: Mapping[str, str] | None = overrides.pop("env", None)
     dotenv = overrides.pop("dotenv", None)
-    lock_wait: float = overrides.pop("lock_wait", 0.0)
+    lock_wait: float | None = overrides.pop("lock_wait", None)
     given = {key: overrides.pop(key) for key in _OPTIONS if key in overrides}
     default_name = "session.json"
     if kind == "bot":
@@ -247,7 +247,9 @@ async def _build(
         trust_public_keys(settings.public_keys)
 
     storage = storage_override or storage_from_environment(settings)
-    session = await StorageSession.open(storage, lock_wait=lock_wait)
+    # A storage we built is ours to close; one passed in belongs to the caller.
+    session = await StorageSession.open(storage, lock_wait=lock_wait,
+                                        close_storage=storage_override is None)
     try:
         if not session.server_address and settings.dc is not None:
             session.set_dc(*settings.dc)
@@ -264,7 +266,8 @@ async def client_from_environment(**overrides: Any) -> Client:
     Keyword overrides: ``api_id``, ``api_hash``, ``session_file``, ``session_url``,
     ``session_key``, ``dc`` (``"ID@HOST:PORT"``), ``public_keys``, ``storage`` (a Storage
     object), ``env`` (a mapping used instead of the environment and ``.env``), ``dotenv``
-    (a path, or False to skip), ``lock_wait`` (seconds to wait for another holder); anything
+    (a path, or False to skip), ``lock_wait`` (seconds to wait for another holder; default:
+    the storage's, e.g. ``SESSION_URL=...?lock_wait=30``, else fail fast); anything
     else goes to ``TelegramClient``. Sign in with :func:`~tgsession.auth_if_necessary`.
     Raises :class:`~tgsession.ConfigError` and :class:`~tgsession.SessionLockedError`.
     """

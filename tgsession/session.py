@@ -67,6 +67,16 @@ def describe_storage(storage: Storage) -> str:
     return repr(storage)
 
 
+def _default_lock_wait(storage: object) -> float:
+    """The storage's own ``lock_wait`` (a wrapper's inner storage counts), else 0."""
+    while storage is not None:
+        wait = getattr(storage, "lock_wait", None)
+        if isinstance(wait, (int, float)) and not isinstance(wait, bool):
+            return float(wait)
+        storage = getattr(storage, "inner", None)
+    return 0.0
+
+
 async def _load_entity_cache(storage: EntityStorage, source: str) -> dict[int, bytes]:
     """The stored entity rows; an unreadable cache is a cache miss, not a lost session."""
     try:
@@ -123,6 +133,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._lease_lost: LeaseLostError | None = None
         self._lease_lost_callbacks: list[Callable[[], object]] = []
         self._lease_watch: asyncio.Task[None] | None = None
+        self._close_storage = False
         for row in entities:
             self._put_row(row)
         if data is not None:
@@ -132,17 +143,25 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     @classmethod
     async def open(
-        cls, storage: Storage, *, lock: bool = True, lock_wait: float = 0.0
+        cls,
+        storage: Storage,
+        *,
+        lock: bool = True,
+        lock_wait: float | None = None,
+        close_storage: bool = False,
     ) -> StorageSession:
         """Load the session from ``storage`` (an empty one if nothing is stored).
 
         Raises :class:`~tgsession.SessionLockedError` when another holder has the storage's
-        lease after ``lock_wait`` seconds, :class:`~tgsession.SessionCorruptError` for
-        undecodable data (left untouched).
+        lease after ``lock_wait`` seconds (default: the storage's own ``lock_wait``, such as
+        a URL's ``?lock_wait=30``, else fail fast), :class:`~tgsession.SessionCorruptError`
+        for undecodable data (left untouched). With ``close_storage`` the storage's
+        connections are closed (``aclose()``) when the session closes.
         """
         lease = None
         if lock and isinstance(storage, Lockable):
-            lease = await storage.acquire(wait=lock_wait)
+            wait = _default_lock_wait(storage) if lock_wait is None else lock_wait
+            lease = await storage.acquire(wait=wait)
         try:
             source = describe_storage(storage)
             try:
@@ -158,6 +177,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                         # A cache row torn by a crash costs one lookup, not the session.
                         log.warning("skipping an undecodable cached entity in %s", source)
             session = cls(storage, data, rows, lease=lease)
+            session._close_storage = close_storage
             session._watch_lease()
             return session
         except BaseException:
@@ -482,6 +502,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             if self._lease is not None:
                 lease, self._lease = self._lease, None
                 await lease.release()
+            aclose = getattr(self._storage, "aclose", None)
+            if self._close_storage and aclose is not None:
+                self._close_storage = False
+                await aclose()
 
     async def _delete(self) -> None:
         storage = self._storage

@@ -1,0 +1,437 @@
+"""PostgreSQL storage: sessions shared across hosts, one row per named session.
+
+Why asyncpg: it is async-native (no thread pool between the event loop and the
+database), among the fastest PostgreSQL drivers for Python, ships as a wheel that needs no
+libpq on the host, and is mature and widely deployed. tgsession's queries are few and
+simple, so asyncpg's PostgreSQL-only API costs nothing here.
+
+Two tables, created on first use if missing (``table_prefix`` defaults to ``tgsession``)::
+
+    tgsession_sessions  (name text PRIMARY KEY, data bytea, lease_token, lease_holder,
+                         lease_since, lease_expires, updated_at)
+    tgsession_entities  (session text, id bigint, data bytea, PRIMARY KEY (session, id))
+
+The lease lives in the session's row; its expiry is computed with the server's ``now()``.
+A holder's writes are fenced: ``UPDATE ... WHERE lease_token = <ours>`` for the session,
+and a ``SELECT ... FOR SHARE`` of the row in the same transaction for entity rows, so a
+holder whose lease was taken over cannot overwrite the newer holder's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - exercised with the extra missing
+    raise ImportError(
+        "PostgresStorage needs the asyncpg package: pip install 'tgsession[postgres]'"
+    ) from exc
+
+from .._errors import (
+    ConfigError,
+    LeaseLostError,
+    SessionLockedError,
+    SessionNotFoundError,
+    SessionStorageError,
+    TgSessionError,
+)
+from ._lease import DEFAULT_LEASE_TTL, LeasingStorage, ServerLease, current_token, describe_holder
+from .url import mask_secrets, redact_url, split_options, url_secrets
+
+__all__ = ["PostgresStorage"]
+
+_T = TypeVar("_T")
+
+_IDENTIFIER = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
+# Serialises CREATE TABLE IF NOT EXISTS across processes: run concurrently, two of them
+# can both miss the table and one fails on the catalog's unique index.
+_SCHEMA_LOCK = 0x7467_7365_7373_0001
+
+# Failures after which the statement is retried once on a fresh connection: the server
+# closed the connection (restart, pg_terminate_backend, network drop). Every statement
+# here is idempotent, so a retry after a lost reply is harmless.
+_RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+_STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class PostgresStorage(LeasingStorage):
+    """A session kept in a PostgreSQL row, shared by every host that can reach the server.
+
+    ``dsn`` is a ``postgresql://user[:password]@host[:port]/db`` URL (without tgsession
+    options; see :meth:`from_url`), or an ``asyncpg.Pool`` that the storage then uses but
+    never closes. ``name`` selects the session's row, so many sessions share one table.
+    Also an :class:`~tgsession.storage.EntityStorage` (one row per entity, upserted in one
+    statement per save) and a :class:`~tgsession.storage.Lockable` (see :meth:`acquire`).
+
+    Nothing is connected until the first call, which also creates the tables if they are
+    missing. Failures raise :class:`~tgsession.SessionStorageError`; a connection the
+    server closed is replaced on the next call (the pool reconnects, and a statement that
+    met a dead connection is retried once on a new one).
+
+    >>> storage = PostgresStorage.from_url("postgresql://bot@db.internal/bots?name=bot1")
+    """
+
+    def __init__(
+        self,
+        dsn: str | asyncpg.Pool = "postgresql://localhost/postgres",
+        *,
+        name: str = "default",
+        table_prefix: str = "tgsession",
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lock_wait: float = 0.0,
+    ) -> None:
+        self._set_lease_options(name=name, lease_ttl=lease_ttl, lock_wait=lock_wait)
+        if not _IDENTIFIER.match(table_prefix):
+            raise ConfigError(
+                f"PostgresStorage: table_prefix {table_prefix!r} must be an SQL identifier "
+                "(letters, digits, _), optionally schema-qualified (myschema.tgsession)"
+            )
+        self._pool: Any = None
+        self._dsn: str | None = None
+        self._secrets: tuple[str, ...] = ()
+        if isinstance(dsn, str):
+            if urlsplit(dsn).scheme.lower() not in ("postgresql", "postgres"):
+                raise ConfigError(
+                    f"PostgreSQL URL {redact_url(dsn)!r} must start with postgresql:// "
+                    "or postgres://"
+                )
+            _, options = split_options(dsn, prefix_option="table_prefix")
+            if options.given:
+                raise ConfigError(
+                    f"PostgreSQL URL {redact_url(dsn)!r} sets {', '.join(sorted(options.given))}"
+                    ": pass the URL to PostgresStorage.from_url(), or give them as keyword "
+                    "arguments"
+                )
+            try:
+                urlsplit(dsn).port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError:
+                raise ConfigError(
+                    f"PostgreSQL URL {redact_url(dsn)!r} has an invalid port"
+                ) from None
+            self._dsn = dsn
+            self._url = redact_url(dsn)
+            self._secrets = url_secrets(dsn)
+            self._owns_pool = True
+            self._application_name = (
+                None if "application_name" in options.extra else f"tgsession:{name}"[:63]
+            )
+        else:
+            self._pool = dsn
+            self._url = "postgresql://(pool)"
+            self._owns_pool = False
+            self._application_name = None
+        schema, _, base = table_prefix.rpartition(".")
+        qualify = f'"{schema}".' if schema else ""
+        self._sessions = f'{qualify}"{base}_sessions"'
+        self._entities = f'{qualify}"{base}_entities"'
+        self._where = f"{self._url} (session {name!r})"
+        self._schema_ready = False
+        self._setup_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStorage:
+        """Build from ``postgresql://user[:password]@host[:port]/db[?options]``.
+
+        Options: ``name``, ``lease_ttl``, ``lock_wait``, ``table_prefix``; any other query
+        parameter goes to asyncpg (``sslmode``, ``application_name``, server settings).
+        Raises :class:`~tgsession.ConfigError` naming the URL with its password masked.
+        """
+        driver_url, options = split_options(url, prefix_option="table_prefix")
+        if options.prefix is not None and not _IDENTIFIER.match(options.prefix):
+            raise ConfigError(
+                f"storage URL {redact_url(url)!r}: table_prefix={options.prefix!r} must be an "
+                "SQL identifier (letters, digits, _), optionally schema-qualified"
+            )
+        return cls(
+            driver_url,
+            name=options.name,
+            table_prefix=options.prefix or "tgsession",
+            lease_ttl=options.lease_ttl,
+            lock_wait=options.lock_wait,
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self._url!r}, name={self.name!r})"
+
+    # -- Storage ---------------------------------------------------------------------
+
+    async def load_session(self) -> bytes:
+        sql = f"SELECT data FROM {self._sessions} WHERE name = $1"
+        data = await self._run("load the session", lambda c: c.fetchval(sql, self.name))
+        if not data:
+            raise SessionNotFoundError(f"no session is stored in PostgreSQL at {self._where}")
+        return bytes(data)
+
+    async def store_session(self, data: bytes) -> None:
+        """Replace the session (one UPDATE or upsert), fenced by this storage's lease.
+
+        Raises :class:`~tgsession.LeaseLostError` if this storage's lease was taken over,
+        :class:`~tgsession.SessionLockedError` if it holds no lease and another holder
+        does, :class:`~tgsession.SessionStorageError` if the database fails.
+        """
+        data = bytes(data)
+        lease = self._lease
+        token = current_token(lease)
+        if token is not None:
+            sql = (
+                f"UPDATE {self._sessions} SET data = $2, updated_at = now() "
+                "WHERE name = $1 AND lease_token = $3"
+            )
+            status = await self._run(
+                "store the session", lambda c: c.execute(sql, self.name, data, token)
+            )
+            if status.split()[-1] == "0":
+                assert lease is not None  # a token comes from a lease
+                raise self._lost(lease)
+            return
+        sql = (
+            f"INSERT INTO {self._sessions} AS s (name, data) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, updated_at = now() "
+            "WHERE s.lease_token IS NULL OR s.lease_expires <= now() RETURNING 1"
+        )
+        stored = await self._run("store the session", lambda c: c.fetchval(sql, self.name, data))
+        if stored is None:
+            await self._refuse_unleased("store the session")
+
+    # -- EntityStorage ---------------------------------------------------------------
+
+    async def load_entities(self) -> dict[int, bytes]:
+        sql = f"SELECT id, data FROM {self._entities} WHERE session = $1"
+        rows = await self._run("load entities", lambda c: c.fetch(sql, self.name))
+        return {int(row["id"]): bytes(row["data"]) for row in rows}
+
+    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
+        """Upsert only ``rows``, in one statement (fenced like :meth:`store_session`)."""
+        if not rows:
+            return
+        ids = [int(key) for key in rows]
+        values = [bytes(value) for value in rows.values()]
+        sql = (
+            f"INSERT INTO {self._entities} (session, id, data) "
+            "SELECT $1, u.id, u.data FROM unnest($2::bigint[], $3::bytea[]) AS u(id, data) "
+            "ON CONFLICT (session, id) DO UPDATE SET data = EXCLUDED.data"
+        )
+
+        async def write(conn: Any) -> None:
+            await conn.execute(sql, self.name, ids, values)
+
+        await self._fenced("store entities", write)
+
+    async def clear_entities(self) -> None:
+        sql = f"DELETE FROM {self._entities} WHERE session = $1"
+
+        async def clear(conn: Any) -> None:
+            await conn.execute(sql, self.name)
+
+        await self._fenced("clear entities", clear)
+
+    # -- Lockable --------------------------------------------------------------------
+
+    async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
+        # Taking our own lease again counts as success, so a retried statement is harmless.
+        claim = (
+            f"INSERT INTO {self._sessions} AS s "
+            "(name, lease_token, lease_holder, lease_since, lease_expires) "
+            "VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4)) "
+            "ON CONFLICT (name) DO UPDATE SET lease_token = EXCLUDED.lease_token, "
+            "lease_holder = EXCLUDED.lease_holder, lease_expires = EXCLUDED.lease_expires, "
+            "lease_since = CASE WHEN s.lease_token = EXCLUDED.lease_token "
+            "THEN s.lease_since ELSE now() END "
+            "WHERE s.lease_token IS NULL OR s.lease_expires <= now() "
+            "OR s.lease_token = EXCLUDED.lease_token "
+            "RETURNING lease_since"
+        )
+        for _ in range(3):  # the holder may let go between our two statements
+            since = await self._run(
+                "acquire the lease",
+                lambda c: c.fetchval(claim, self.name, token, holder, self.lease_ttl),
+            )
+            if since is not None:
+                return ServerLease(
+                    self, token=token, holder=holder, since=since, ttl=self.lease_ttl,
+                    where=self._where,
+                )  # fmt: skip
+            current = await self._live_holder()
+            if current is not None:
+                return current
+        return "another holder"
+
+    async def _renew_lease(self, lease: ServerLease) -> bool:
+        sql = (
+            f"UPDATE {self._sessions} SET lease_expires = now() + make_interval(secs => $3) "
+            "WHERE name = $1 AND lease_token = $2"
+        )
+        status = await self._run(
+            "renew the lease", lambda c: c.execute(sql, self.name, lease.token, lease.ttl)
+        )
+        return bool(status.split()[-1] != "0")
+
+    async def _release_lease(self, lease: ServerLease) -> None:
+        sql = (
+            f"UPDATE {self._sessions} SET lease_token = NULL, lease_holder = NULL, "
+            "lease_since = NULL, lease_expires = NULL WHERE name = $1 AND lease_token = $2"
+        )
+        await self._run("release the lease", lambda c: c.execute(sql, self.name, lease.token))
+
+    async def _close_connections(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            self._schema_ready = False
+            await pool.close()
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _fenced(self, what: str, write: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``write`` in a transaction that holds the session row FOR SHARE.
+
+        The row lock keeps a new holder from taking the lease until the write commits, so
+        the lease check and the write are one atomic step.
+        """
+        lease = self._lease
+        token = current_token(lease)
+        sql = (
+            f"SELECT lease_token, lease_holder, lease_since, lease_expires > now() AS live "
+            f"FROM {self._sessions} WHERE name = $1 FOR SHARE"
+        )
+        outcome: list[str] = []
+
+        async def run(conn: Any) -> None:
+            outcome.clear()
+            async with conn.transaction():
+                row = await conn.fetchrow(sql, self.name)
+                if token is not None:
+                    if row is None or row["lease_token"] != token:
+                        outcome.append("lost")
+                        return
+                elif row is not None and row["lease_token"] is not None and row["live"]:
+                    outcome.append(describe_holder(row["lease_holder"], row["lease_since"]))
+                    return
+                await write(conn)
+
+        await self._run(what, run)
+        if outcome == ["lost"] and lease is not None:
+            raise self._lost(lease)
+        elif outcome:
+            raise SessionLockedError(self._locked_message(what, outcome[0]), holder=outcome[0])
+
+    @staticmethod
+    def _lost(lease: ServerLease) -> LeaseLostError:
+        lease.mark_lost("another holder took it over")
+        return lease.lost_error()
+
+    async def _live_holder(self) -> str | None:
+        sql = (
+            f"SELECT lease_holder, lease_since FROM {self._sessions} "
+            "WHERE name = $1 AND lease_token IS NOT NULL AND lease_expires > now()"
+        )
+        row = await self._run("read the lease", lambda c: c.fetchrow(sql, self.name))
+        return None if row is None else describe_holder(row["lease_holder"], row["lease_since"])
+
+    async def _refuse_unleased(self, what: str) -> None:
+        holder = await self._live_holder() or "another holder"
+        raise SessionLockedError(self._locked_message(what, holder), holder=holder)
+
+    def _locked_message(self, what: str, holder: str) -> str:
+        return (
+            f"cannot {what}: the session on {self._where} is held by {holder}; "
+            "acquire the lease first, or stop the other holder"
+        )
+
+    async def _ready(self) -> Any:
+        """The pool, created on first use, with the tables in place."""
+        if self._pool is not None and self._schema_ready:
+            return self._pool
+        async with self._setup_lock:
+            if self._pool is None:
+                settings = {}
+                if self._application_name:
+                    settings["application_name"] = self._application_name
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=4,
+                        timeout=5,
+                        command_timeout=10,
+                        server_settings=settings,
+                    )
+                except (asyncpg.ClientConfigurationError, ValueError) as exc:
+                    raise ConfigError(
+                        f"PostgreSQL URL {self._url!r} is invalid: "
+                        f"{mask_secrets(str(exc), self._secrets)}"
+                    ) from None
+            if not self._schema_ready:
+                await self._with_connection(self._pool, self._create_tables)
+                self._schema_ready = True
+        return self._pool
+
+    async def _create_tables(self, conn: Any) -> None:
+        exists = await conn.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+            self._sessions,
+            self._entities,
+        )
+        if exists:
+            return
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._sessions} ("
+                " name text PRIMARY KEY,"
+                " data bytea NOT NULL DEFAULT ''::bytea,"
+                " lease_token text,"
+                " lease_holder text,"
+                " lease_since timestamptz,"
+                " lease_expires timestamptz,"
+                " updated_at timestamptz NOT NULL DEFAULT now());"
+                f"CREATE TABLE IF NOT EXISTS {self._entities} ("
+                " session text NOT NULL,"
+                " id bigint NOT NULL,"
+                " data bytea NOT NULL,"
+                " PRIMARY KEY (session, id));"
+            )
+
+    async def _run(self, what: str, op: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``op`` on a pooled connection; driver failures become SessionStorageError."""
+        try:
+            pool = await self._ready()
+            return await self._with_connection(pool, op)
+        except TgSessionError:
+            raise
+        except _STORAGE_ERRORS as exc:
+            raise SessionStorageError(
+                f"PostgreSQL at {self._where} could not {what}: {type(exc).__name__}: "
+                f"{mask_secrets(str(exc), self._secrets)}"
+            ) from exc
+
+    @staticmethod
+    async def _with_connection(pool: Any, op: Callable[[Any], Awaitable[_T]]) -> _T:
+        for attempt in (1, 2):
+            async with pool.acquire() as conn:
+                try:
+                    return await op(conn)
+                except _RECONNECT_ERRORS:
+                    if attempt == 2:
+                        raise
+                    # Every pooled connection may be dead (a server restart): make the
+                    # pool open fresh ones, starting with the retry.
+                    conn.terminate()
+                    pool.expire_connections()
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,375 @@
+"""Redis storage: sessions shared across hosts, one key per named session.
+
+Keys for the session ``NAME`` (the ``{NAME}`` hash tag keeps them in one Redis Cluster
+slot, so the fencing scripts may touch them together):
+
+- ``tgsession:{NAME}:session``   the session's bytes (a string);
+- ``tgsession:{NAME}:entities``  the entity cache, a hash of peer id -> row;
+- ``tgsession:{NAME}:lease``     the current holder (a hash with a PX TTL);
+- ``tgsession:{NAME}:owner``     the token of the latest holder, kept after release so
+  that a holder whose lease expired can take it back only if nobody took it since.
+
+Every write by a lease holder runs as one Lua script that checks the lease token first
+(fencing). A Redis without persistence (``--save "" --appendonly no``) forgets the
+lease on restart, and the session too: the holder's renew task then re-creates the lease
+if nobody else took it, and the session adapter writes its in-memory state back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.connection import parse_url
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - exercised with the extra missing
+    raise ImportError(
+        "RedisStorage needs the redis package: pip install 'tgsession[redis]'"
+    ) from exc
+
+from .._errors import ConfigError, SessionLockedError, SessionNotFoundError, SessionStorageError
+from ._lease import DEFAULT_LEASE_TTL, LeasingStorage, ServerLease, current_token, describe_holder
+from .url import mask_secrets, redact_url, split_options, url_secrets
+
+__all__ = ["RedisStorage"]
+
+# Query parameters of a redis:// URL handed to redis-py; anything else is a typo.
+_DRIVER_OPTIONS = frozenset(
+    {
+        "db",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+        "max_connections",
+        "health_check_interval",
+        "client_name",
+        "protocol",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "ssl_min_version",
+    }
+)
+
+# Rows per script call when storing entities: bounded arguments per round trip.
+_ENTITY_BATCH = 5000
+
+# KEYS[1] lease hash, KEYS[2] owner; ARGV[1] token ("" for a write without a lease),
+# ARGV[2] ttl in ms, ARGV[3] holder, ARGV[4] since. Returns {1} held, {2} taken back
+# after it expired unclaimed, {0} lost to another holder, {-1, holder, since} when a
+# write without a lease meets a live lease.
+_FENCE = """
+local function fence()
+  local token = ARGV[1]
+  local cur = redis.call('HGET', KEYS[1], 'token')
+  if token == '' then
+    if cur then
+      local h = redis.call('HMGET', KEYS[1], 'holder', 'since')
+      return {-1, h[1] or '', h[2] or ''}
+    end
+    return {1}
+  end
+  if cur == token then return {1} end
+  if cur then return {0} end
+  local last = redis.call('GET', KEYS[2])
+  if last and last ~= token then return {0} end
+  redis.call('HSET', KEYS[1], 'token', token, 'holder', ARGV[3], 'since', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], token)
+  return {2}
+end
+"""
+
+
+def _fenced_script(body: str) -> str:
+    """A script that runs ``body`` with ``fence()`` defined; body returns its reply."""
+    return _FENCE + body
+
+
+_RENEW = _fenced_script("""
+local r = fence()
+if r[1] == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return r
+""")
+
+# KEYS[3] session key, ARGV[5] data.
+_STORE_SESSION = _fenced_script("""
+local r = fence()
+if r[1] > 0 then
+  if ARGV[5] == '' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], ARGV[5]) end
+end
+return r
+""")
+
+# KEYS[3] entities hash, ARGV[5..] id, row, id, row, ...
+_STORE_ENTITIES = _fenced_script("""
+local r = fence()
+if r[1] > 0 then
+  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+end
+return r
+""")
+
+# KEYS[3] entities hash.
+_CLEAR_ENTITIES = _fenced_script("""
+local r = fence()
+if r[1] > 0 then redis.call('DEL', KEYS[3]) end
+return r
+""")
+
+# KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
+# Taking our own lease again is a success, so a retried call is harmless.
+_ACQUIRE = """
+local cur = redis.call('HMGET', KEYS[1], 'token', 'holder', 'since')
+if cur[1] and cur[1] ~= ARGV[1] then return {0, cur[2] or '', cur[3] or ''} end
+local since = cur[3] or redis.call('TIME')[1]
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'holder', ARGV[3], 'since', since)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1])
+return {1, ARGV[3], since}
+"""
+
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class RedisStorage(LeasingStorage):
+    """A session kept in Redis under its own keys, shared by every host that can reach it.
+
+    ``redis`` is a ``redis://``/``rediss://`` URL (without tgsession options; see
+    :meth:`from_url` for those) or a ``redis.asyncio.Redis`` client created with
+    ``decode_responses=False`` (the storage then leaves closing it to you). ``name``
+    selects the session, so many sessions share one server. Also an
+    :class:`~tgsession.storage.EntityStorage` (a hash, written row by row) and a
+    :class:`~tgsession.storage.Lockable` (see :meth:`acquire`).
+
+    Nothing is connected until the first call. Server failures raise
+    :class:`~tgsession.SessionStorageError`; redis-py reconnects on the next call (with a
+    few quick retries), so the storage works again as soon as the server is back.
+
+    >>> storage = RedisStorage.from_url("redis://localhost:6379/0?name=bot1")
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | str = "redis://localhost:6379/0",
+        *,
+        name: str = "default",
+        key_prefix: str = "tgsession",
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lock_wait: float = 0.0,
+    ) -> None:
+        self._set_lease_options(name=name, lease_ttl=lease_ttl, lock_wait=lock_wait)
+        if not key_prefix:
+            raise ConfigError("RedisStorage: key_prefix must be a non-empty string")
+        if isinstance(redis, str):
+            self._client = _client_from_url(redis)
+            self._owns_client = True
+            self._url = redact_url(redis)
+            self._secrets = url_secrets(redis)
+        else:
+            kwargs = redis.connection_pool.connection_kwargs
+            if kwargs.get("decode_responses"):
+                raise ConfigError(
+                    "RedisStorage needs a client created with decode_responses=False: "
+                    "sessions are bytes"
+                )
+            self._client = redis
+            self._owns_client = False
+            password = kwargs.get("password")
+            self._secrets = (password,) if isinstance(password, str) and password else ()
+            self._url = (
+                f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+                f"/{kwargs.get('db', 0)}"
+            )
+        tag = f"{key_prefix}:{{{name}}}"
+        self._session_key = f"{tag}:session"
+        self._entities_key = f"{tag}:entities"
+        self._lease_key = f"{tag}:lease"
+        self._owner_key = f"{tag}:owner"
+        self._where = f"{self._url} (session {name!r})"
+        register = self._client.register_script
+        self._renew_script = register(_RENEW)
+        self._store_session_script = register(_STORE_SESSION)
+        self._store_entities_script = register(_STORE_ENTITIES)
+        self._clear_entities_script = register(_CLEAR_ENTITIES)
+        self._acquire_script = register(_ACQUIRE)
+        self._release_script = register(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStorage:
+        """Build from ``redis://[[user]:password@]host[:port][/db][?options]``.
+
+        Options: ``name``, ``lease_ttl``, ``lock_wait``, ``key_prefix`` and redis-py's
+        connection options (``socket_timeout``, ``ssl_cert_reqs``, ...). Raises
+        :class:`~tgsession.ConfigError` naming the URL with its password masked.
+        """
+        driver_url, options = split_options(
+            url, prefix_option="key_prefix", allowed_extra=_DRIVER_OPTIONS
+        )
+        return cls(
+            driver_url,
+            name=options.name,
+            key_prefix=options.prefix or "tgsession",
+            lease_ttl=options.lease_ttl,
+            lock_wait=options.lock_wait,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisStorage({self._url!r}, name={self.name!r})"
+
+    # -- Storage ---------------------------------------------------------------------
+
+    async def load_session(self) -> bytes:
+        data: bytes | None = await self._call(
+            "load the session", self._client.get(self._session_key)
+        )
+        if not data:
+            raise SessionNotFoundError(f"no session is stored in Redis at {self._where}")
+        return bytes(data)
+
+    async def store_session(self, data: bytes) -> None:
+        """Replace the session (atomically: one SET), fenced by this storage's lease.
+
+        Raises :class:`~tgsession.LeaseLostError` if this storage's lease was taken over,
+        :class:`~tgsession.SessionLockedError` if it holds no lease and another holder
+        does, :class:`~tgsession.SessionStorageError` if Redis fails.
+        """
+        await self._fenced(
+            "store the session", self._store_session_script, self._session_key, [bytes(data)]
+        )
+
+    # -- EntityStorage ---------------------------------------------------------------
+
+    async def load_entities(self) -> dict[int, bytes]:
+        rows: dict[bytes, bytes] = await self._call(
+            "load entities", self._client.hgetall(self._entities_key)
+        )
+        return {int(key): bytes(value) for key, value in rows.items()}
+
+    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
+        """Upsert only ``rows`` (fenced like :meth:`store_session`)."""
+        items = list(rows.items())
+        for start in range(0, len(items), _ENTITY_BATCH):
+            args: list[bytes | str] = []
+            for key, value in items[start : start + _ENTITY_BATCH]:
+                args += (str(int(key)), bytes(value))
+            await self._fenced(
+                "store entities", self._store_entities_script, self._entities_key, args
+            )
+
+    async def clear_entities(self) -> None:
+        await self._fenced("clear entities", self._clear_entities_script, self._entities_key, [])
+
+    # -- Lockable --------------------------------------------------------------------
+
+    async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
+        reply = await self._call(
+            "acquire the lease",
+            self._acquire_script(
+                keys=[self._lease_key, self._owner_key],
+                args=[token, str(round(self.lease_ttl * 1000)), holder],
+            ),
+        )
+        since = float(reply[2]) if reply[2] else None
+        if reply[0] != 1:
+            return describe_holder(reply[1].decode(errors="replace"), since)
+        return ServerLease(
+            self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where
+        )
+
+    async def _renew_lease(self, lease: ServerLease) -> bool:
+        reply = await self._call(
+            "renew the lease",
+            self._renew_script(
+                keys=[self._lease_key, self._owner_key], args=self._fence_args(lease.token, lease)
+            ),
+        )
+        return bool(reply[0] > 0)
+
+    async def _release_lease(self, lease: ServerLease) -> None:
+        await self._call(
+            "release the lease",
+            self._release_script(keys=[self._lease_key], args=[lease.token]),
+        )
+
+    async def _close_connections(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _fence_args(self, token: str | None, lease: ServerLease | None) -> list[bytes | str]:
+        if token is None or lease is None:
+            return ["", "0", "", ""]
+        since = str(int(lease.since)) if isinstance(lease.since, float) else ""
+        return [token, str(round(lease.ttl * 1000)), lease.holder_id, since]
+
+    async def _fenced(
+        self, what: str, script: Any, target_key: str, extra_args: list[bytes | str]
+    ) -> None:
+        lease = self._lease
+        token = current_token(lease)
+        reply = await self._call(
+            what,
+            script(
+                keys=[self._lease_key, self._owner_key, target_key],
+                args=self._fence_args(token, lease) + extra_args,
+            ),
+        )
+        status = reply[0]
+        if status > 0:
+            return
+        if status == 0 and lease is not None:
+            lease.mark_lost("another holder took it over")
+            raise lease.lost_error()
+        since = float(reply[2]) if len(reply) > 2 and reply[2] else None
+        holder = describe_holder(reply[1].decode(errors="replace"), since) if len(reply) > 1 else ""
+        raise SessionLockedError(
+            f"cannot {what}: the session on {self._where} is held by {holder}; "
+            "acquire the lease first, or stop the other holder",
+            holder=holder,
+        )
+
+    async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise SessionStorageError(
+                f"Redis at {self._where} could not {what}: {type(exc).__name__}: "
+                f"{mask_secrets(str(exc), self._secrets)}"
+            ) from exc
+
+
+def _client_from_url(url: str) -> aioredis.Redis:
+    if urlsplit(url).scheme.lower() not in ("redis", "rediss"):
+        raise ConfigError(f"Redis URL {redact_url(url)!r} must start with redis:// or rediss://")
+    _, options = split_options(url, prefix_option="key_prefix", allowed_extra=_DRIVER_OPTIONS)
+    if options.given:
+        raise ConfigError(
+            f"Redis URL {redact_url(url)!r} sets {', '.join(sorted(options.given))}: pass "
+            "the URL to RedisStorage.from_url(), or give them as keyword arguments"
+        )
+    try:
+        parse_url(url)  # checks the port and the driver's options now, not on first use
+    except ValueError as exc:
+        raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {exc}") from None
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=3,
+        socket_timeout=5,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3),
+    )
