@@ -4,6 +4,7 @@
     python child.py bot          bot_from_environment
     python child.py hold         like user, then waits for a line on stdin before exiting
     python child.py resolve NAME like user, then resolves NAME and prints what it found
+    python child.py resolve-hold NAME   both
 
 It asks through stdout lines ``ASK phone`` / ``ASK code`` / ``ASK password`` and reads the
 answers from stdin, and reports with ``RESULT {json}`` lines.
@@ -61,7 +62,7 @@ async def main(mode: str, args: list[str]) -> int:
         else:
             me = await auth_if_necessary(client, StdioFlow())
         report(id=me.id, bot=bool(me.bot), phone=me.phone)
-        if mode == "resolve":
+        if mode.startswith("resolve"):
             entity = await client.get_input_entity(args[0])
             report(resolved=getattr(entity, "user_id", None))
         if mode == "reveal":
@@ -73,7 +74,7 @@ async def main(mode: str, args: list[str]) -> int:
                 await client.send_message("nobody_with_this_name", "x")
             except Exception as exc:
                 print("REVEAL", type(exc).__name__, exc, repr(exc), flush=True)
-        if mode == "hold":
+        if mode.endswith("hold"):
             print("HOLDING", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
     return 0
