@@ -1,0 +1,241 @@
+"""Building each contender's session, stored state and storage, the same way for every measure.
+
+Stored state is written the way each library would leave it: Telethon's ``SQLiteSession``
+tables (entities committed), tgsession's codec and :class:`~tgsession.storage.EntityStorage`
+rows. Redis and PostgreSQL keys live under their own prefix and are removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from telethon.sessions import SQLiteSession
+
+from tgsession.codec import (
+    DcAddress,
+    EntityRow,
+    SessionData,
+    UpdateState,
+    encode_entity_row,
+    encode_session,
+)
+from tgsession.session import StorageSession
+from tgsession.storage import EntityStorage, Storage
+
+from .harness import Settings
+
+#: Key prefix (Redis) and table prefix (PostgreSQL) of everything the benchmarks store.
+SERVER_PREFIX = "tgsession_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+#: StorageSession contenders and the storage each one uses.
+OURS = {"ts-memory": "memory", "ts-file": "file", "ts-redis": "redis", "ts-postgres": "postgres"}
+
+_names = itertools.count()
+_ENTITY_CHUNK = 20_000
+
+
+# -- synthetic data --------------------------------------------------------------------------
+
+
+def entity_rows(count: int, start: int = 0) -> list[EntityRow]:
+    """``count`` realistic cache rows: 90 % users (some with username, some with phone),
+    10 % channels; ids and hashes are deterministic."""
+    rows: list[EntityRow] = []
+    for i in range(start, start + count):
+        access_hash = (i * 0x9E3779B97F4A7C15 + 12345) & 0x7FFFFFFFFFFFFFFF
+        if i % 10 == 9:
+            rows.append((-1000000000000 - (1_000_000 + i), access_hash, f"chan{i}", None,
+                         f"Channel number {i}"))
+        else:
+            rows.append((100_000 + i, access_hash, f"user{i}" if i % 3 else None,
+                         f"1555{i:07d}" if i % 5 == 0 else None, f"First{i} Last{i}"))
+    return rows
+
+
+def session_data(dc: DcAddress, auth_key: bytes, *, inline: Sequence[EntityRow] | None = None
+                 ) -> SessionData:
+    """A signed-in session: home DC, auth key, user, update state with a few channels."""
+    return SessionData(
+        dc=dc,
+        auth_key=auth_key,
+        user_id=7_000_001,
+        bot=False,
+        updates=UpdateState(pts=1234, qts=0, date=int(time.time()), seq=56,
+                            channels={1_000_000 + i: 100 + i for i in range(8)}),
+        entities=None if inline is None else list(inline),
+    )
+
+
+FAKE_DC = DcAddress(2, "127.0.0.1", 443)
+
+
+def fake_key() -> bytes:
+    return b"\x01" + os.urandom(255)
+
+
+# -- Telethon's sessions -----------------------------------------------------------------
+
+
+def write_sqlite(path: Path, dc: DcAddress, auth_key: bytes, rows: Sequence[EntityRow]) -> str:
+    """A committed ``SQLiteSession`` file with the key and ``rows``; returns its filename."""
+    from telethon.crypto import AuthKey
+
+    session = SQLiteSession(str(path))
+    session.set_dc(dc.id, dc.address, dc.port)
+    session.auth_key = AuthKey(auth_key)
+    now = int(time.time())
+    connection: sqlite3.Connection = session._conn
+    connection.executemany(
+        "insert or replace into entities values (?,?,?,?,?,?)", [(*row, now) for row in rows]
+    )
+    session.save()
+    filename: str = session.filename
+    session.close()
+    return filename
+
+
+# -- tgsession's storages --------------------------------------------------------------------
+
+
+def unique_name(label: str) -> str:
+    return f"{label}-{os.getpid()}-{next(_names)}"
+
+
+def storage_url(settings: Settings, contender: str, name: str) -> str:
+    """The storage URL of a StorageSession contender (the child processes use it too)."""
+    kind = OURS[contender]
+    if kind == "memory":
+        return "memory://"
+    if kind == "file":
+        return (settings.workdir / f"{name}.json").as_uri()
+    if kind == "redis":
+        assert settings.redis_url
+        return f"{settings.redis_url}?name={name}&key_prefix={SERVER_PREFIX}"
+    assert settings.postgres_url
+    return f"{settings.postgres_url}?name={name}&table_prefix={SERVER_PREFIX}"
+
+
+def make_storage(settings: Settings, contender: str, name: str) -> Storage:
+    from tgsession.storage.url import storage_from_url
+
+    return storage_from_url(storage_url(settings, contender, name))
+
+
+async def close_storage(storage: Any) -> None:
+    closer = getattr(storage, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
+async def store_state(storage: Storage, data: SessionData, rows: Sequence[EntityRow]) -> None:
+    """Store ``data`` and ``rows`` as StorageSession would after flushing them."""
+    if isinstance(storage, EntityStorage):
+        for chunk in _chunks(rows, _ENTITY_CHUNK):
+            await storage.store_entities({row[0]: encode_entity_row(row) for row in chunk})
+        data.entities = None
+    else:
+        data.entities = list(rows)
+    await storage.store_session(encode_session(data))
+
+
+async def open_session(storage: Storage, *, lock: bool = True) -> StorageSession:
+    return await StorageSession.open(storage, lock=lock)
+
+
+async def settle(session: StorageSession) -> None:
+    """Wait until the background writer started by ``save()`` has finished.
+
+    Uses the writer task rather than ``flush()``, which would force one more write.
+    """
+    writer: asyncio.Task[None] | None = getattr(session, "_writer", None)
+    if writer is None:
+        await session.flush()
+    elif not writer.done():
+        await asyncio.shield(writer)
+
+
+def _chunks(rows: Sequence[EntityRow], size: int) -> Iterable[Sequence[EntityRow]]:
+    for index in range(0, len(rows), size):
+        yield rows[index : index + size]
+
+
+# -- which backends can run ------------------------------------------------------------------
+
+
+async def probe_backends(settings: Settings) -> None:
+    """Fill ``settings.redis_url``/``postgres_url`` and ``unavailable`` (never raises)."""
+    settings.redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    settings.postgres_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    for contender in ("ts-redis", "ts-postgres"):
+        try:
+            storage = make_storage(settings, contender, unique_name("probe"))
+        except ImportError as error:
+            settings.unavailable[contender] = f"not importable ({error})"
+            continue
+        except Exception as error:
+            settings.unavailable[contender] = f"not configurable ({type(error).__name__}: {error})"
+            continue
+        try:
+            await asyncio.wait_for(_probe(storage), timeout=5)
+        except Exception as error:
+            reason = str(error) or type(error).__name__
+            settings.unavailable[contender] = f"not reachable ({reason[:120]})"
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(close_storage(storage), timeout=5)
+    if "ts-redis" in settings.unavailable:
+        settings.redis_url = None
+    if "ts-postgres" in settings.unavailable:
+        settings.postgres_url = None
+
+
+async def _probe(storage: Storage) -> None:
+    from tgsession import SessionNotFoundError
+
+    with contextlib.suppress(SessionNotFoundError):
+        await storage.load_session()
+
+
+def available(settings: Settings, names: Iterable[str]) -> list[str]:
+    return [name for name in names if name not in settings.unavailable]
+
+
+async def clean_servers(settings: Settings) -> None:
+    """Remove every key and table the benchmarks created (best effort)."""
+    if settings.redis_url:
+        try:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(settings.redis_url)
+            try:
+                keys = [key async for key in client.scan_iter(match=f"{SERVER_PREFIX}:*")]
+                for index in range(0, len(keys), 1000):
+                    await client.delete(*keys[index : index + 1000])
+            finally:
+                await client.aclose()
+        except Exception as error:
+            print(f"note: could not clean Redis keys {SERVER_PREFIX}:* ({error})")
+    if settings.postgres_url:
+        try:
+            import asyncpg
+
+            connection = await asyncpg.connect(settings.postgres_url)
+            try:
+                await connection.execute(
+                    f'drop table if exists "{SERVER_PREFIX}_entities", '
+                    f'"{SERVER_PREFIX}_sessions" cascade'
+                )
+            finally:
+                await connection.close()
+        except Exception as error:
+            print(f"note: could not drop PostgreSQL tables {SERVER_PREFIX}_* ({error})")
