@@ -124,7 +124,7 @@ async def test_state_survives_reopen(rows_beside: bool) -> None:
     fill(session)
     session.save()
     await session.flush()
-    again = await StorageSession.open(storage)
+    again = await StorageSession.open(storage, wait_for_entities=True)
     assert (again.dc_id, again.server_address, again.port) == (4, "127.0.0.1", 4444)
     assert again.auth_key.key == session.auth_key.key
     assert again.takeout_id == 77
@@ -378,11 +378,52 @@ async def test_unreadable_entity_cache_is_a_cache_miss(tmp_path: os.PathLike[str
     await session.release()
     entities = Path(str(path) + ".entities")
     entities.write_bytes(b"this is not an entity log")
-    again = await StorageSession.open(FileStorage(path))
+    again = await StorageSession.open(FileStorage(path), wait_for_entities=True)
     assert again.auth_key.key == session.auth_key.key
     assert again.entity_count == 0
     again.process_entities(sample_entities())
     await again.release()
-    third = await StorageSession.open(FileStorage(path))
+    third = await StorageSession.open(FileStorage(path), wait_for_entities=True)
     assert third.get_input_entity("annl") == types.InputPeerUser(11, 111)
     await third.release()
+
+
+class SlowEntityStorage(MemoryStorage):
+    async def load_entities(self) -> dict[int, bytes]:
+        await asyncio.sleep(0.3)
+        return await super().load_entities()
+
+
+async def test_restart_does_not_wait_for_the_entity_cache() -> None:
+    storage = SlowEntityStorage()
+    session = await StorageSession.open(storage)
+    fill(session)
+    session.process_entities([types.User(id=11, access_hash=111, first_name="Ann",
+                                         username="annl", is_self=True)])
+    await session.release()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    again = await StorageSession.open(storage)
+    assert loop.time() - started < 0.2
+    # What Telethon's connect asks first is answered at once, from the session document.
+    assert again.get_input_entity(0) == types.InputPeerUser(0, 11)
+    assert again.get_input_entity(11) == types.InputPeerUser(11, 111)
+    # A miss while the cache loads is an awaitable (Telethon awaits the session's answer).
+    pending = again.get_input_entity("newschan")
+    assert asyncio.iscoroutine(pending)
+    assert await pending == types.InputPeerChannel(31, 311)
+    assert again.get_input_entity("annl") == types.InputPeerUser(11, 111)
+    with pytest.raises(ValueError):
+        again.get_input_entity("nobody")
+
+
+async def test_rows_learned_while_the_cache_loads_win() -> None:
+    storage = SlowEntityStorage()
+    session = await StorageSession.open(storage)
+    session.process_entities([types.User(id=5, access_hash=1, username="old")])
+    await session.release()
+    again = await StorageSession.open(storage)
+    again.process_entities([types.User(id=5, access_hash=2, username="new")])
+    await again.entities_loaded()
+    assert again.get_input_entity("new") == types.InputPeerUser(5, 2)
+    assert lookup(again, "old") == "ValueError"

@@ -8,7 +8,7 @@ Version 1 is UTF-8 JSON (the README documents every field)::
       "dc": {"id": 2, "address": "149.154.167.51", "port": 443},   # or null
       "auth_key": "<base64 of 256 bytes>",                         # or null
       "takeout_id": null,
-      "user": {"id": 777, "bot": false},                           # or null
+      "user": {"id": 777, "bot": false, "access_hash": 123},       # or null
       "updates": {"pts": 10, "qts": 0, "date": 1700000000, "seq": 3,
                   "channels": {"1001234": 55}},                    # or null
       "entities": {"location": "inline", "rows": [[id, hash, username, phone, name]]}
@@ -78,6 +78,8 @@ class SessionData:
     takeout_id: int | None = None
     user_id: int | None = None
     bot: bool | None = None
+    #: The signed-in user's own access hash, so a restart needs no entity cache to start.
+    self_access_hash: int | None = None
     updates: UpdateState | None = None
     #: Inline entity rows; ``None`` when they live in an EntityStorage.
     entities: list[EntityRow] | None = None
@@ -103,7 +105,7 @@ def encode_session(data: SessionData) -> bytes:
         if data.auth_key is None
         else base64.b64encode(data.auth_key).decode("ascii"),
         "takeout_id": data.takeout_id,
-        "user": None if data.user_id is None else {"id": data.user_id, "bot": bool(data.bot)},
+        "user": None if data.user_id is None else _user_object(data),
         "updates": None
         if data.updates is None
         else {
@@ -118,6 +120,13 @@ def encode_session(data: SessionData) -> bytes:
         else {"location": "inline", "rows": [list(row) for row in data.entities]},
     }
     return _dump(doc)
+
+
+def _user_object(data: SessionData) -> dict[str, Any]:
+    user: dict[str, Any] = {"id": data.user_id, "bot": bool(data.bot)}
+    if data.self_access_hash is not None:
+        user["access_hash"] = data.self_access_hash
+    return user
 
 
 def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
@@ -146,6 +155,7 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
         takeout_id=reader.optional_integer(obj.get("takeout_id"), "takeout_id"),
         user_id=_user_field(reader, obj.get("user"), "id"),
         bot=_user_field(reader, obj.get("user"), "bot"),
+        self_access_hash=_user_field(reader, obj.get("user"), "access_hash"),
         updates=reader.updates(obj.get("updates")),
         entities=reader.entities(obj.get("entities")),
     )
@@ -180,6 +190,8 @@ def _user_field(reader: _Reader, value: Any, key: str) -> Any:
     user = reader.mapping(value, "user")
     if key == "id":
         return reader.integer(user.get("id"), "user.id")
+    if key == "access_hash":
+        return reader.optional_integer(user.get("access_hash"), "user.access_hash")
     bot = user.get("bot")
     if not isinstance(bot, bool):
         raise reader.error("user.bot must be true or false")

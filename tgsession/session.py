@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -77,7 +78,7 @@ def _default_lock_wait(storage: object) -> float:
     return 0.0
 
 
-async def _load_entity_cache(storage: EntityStorage, source: str) -> dict[int, bytes]:
+async def _read_entity_cache(storage: EntityStorage, source: str) -> dict[int, bytes]:
     """The stored entity rows; an unreadable cache is a cache miss, not a lost session."""
     try:
         return await storage.load_entities()
@@ -88,6 +89,61 @@ async def _load_entity_cache(storage: EntityStorage, source: str) -> dict[int, b
                     "cache", source, exc)
         await storage.clear_entities()
         return {}
+
+
+_EntityIndex = tuple[dict[int, EntityRow], dict[str, int], dict[str, int], dict[str, int]]
+_DECODE_CHUNK = 2000
+
+
+def _is_row(value: Any) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 5
+        and type(value[0]) is int
+        and type(value[1]) is int
+        and all(item is None or type(item) is str for item in value[2:])
+    )
+
+
+def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityIndex:
+    """Decode stored rows and index them; runs in a worker thread, off the event loop.
+
+    Rows are parsed a chunk at a time (one ``json.loads`` per chunk, so the thread lets the
+    loop run between chunks); a chunk with a bad row is decoded row by row and the bad
+    rows are skipped: a torn cache row costs one lookup, not the session.
+    """
+    rows: dict[int, EntityRow] = {}
+    by_username: dict[str, int] = {}
+    by_phone: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    skipped = 0
+    items = list(raw.items())
+    for start in range(0, len(items), _DECODE_CHUNK):
+        chunk = items[start:start + _DECODE_CHUNK]
+        try:
+            decoded = json.loads(b"[" + b",".join(value for _, value in chunk) + b"]")
+            if len(decoded) != len(chunk) or not all(map(_is_row, decoded)):
+                raise ValueError("not rows")
+            parsed: list[EntityRow] = [tuple(row) for row in decoded]
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            parsed = []
+            for entity_id, value in chunk:
+                try:
+                    parsed.append(decode_entity_row(value, source=f"{source} entity {entity_id}"))
+                except SessionCorruptError:
+                    skipped += 1
+        for row in parsed:
+            entity_id, _, username, phone, name = row
+            rows[entity_id] = row
+            if username is not None:
+                by_username[username] = entity_id
+            if phone is not None:
+                by_phone[phone] = entity_id
+            if name is not None:
+                by_name[name] = entity_id
+    if skipped:
+        log.warning("skipped %d undecodable cached entities in %s", skipped, source)
+    return rows, by_username, by_phone, by_name
 
 
 class StorageSession(MemorySession):  # type: ignore[misc]
@@ -124,6 +180,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._entities_cleared = False
         self._user_id: int | None = None
         self._bot: bool | None = None
+        self._self_hash: int | None = None
+        self._entity_load: asyncio.Task[None] | None = None
         self._dirty = False
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
@@ -149,6 +207,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         lock: bool = True,
         lock_wait: float | None = None,
         close_storage: bool = False,
+        wait_for_entities: bool = False,
     ) -> StorageSession:
         """Load the session from ``storage`` (an empty one if nothing is stored).
 
@@ -157,6 +216,11 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         a URL's ``?lock_wait=30``, else fail fast), :class:`~tgsession.SessionCorruptError`
         for undecodable data (left untouched). With ``close_storage`` the storage's
         connections are closed (``aclose()``) when the session closes.
+
+        The entity cache of an :class:`~tgsession.storage.EntityStorage` loads in the
+        background, so a restart does not wait for it: a lookup that misses while it loads
+        waits for it (Telethon awaits the session's answer). ``wait_for_entities=True``, or
+        ``await session.entities_loaded()``, waits for the whole cache.
         """
         lease = None
         if lock and isinstance(storage, Lockable):
@@ -168,16 +232,14 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 data = decode_session(await storage.load_session(), source=source)
             except SessionNotFoundError:
                 data = None
-            rows: list[EntityRow] = []
-            if isinstance(storage, EntityStorage):
-                for entity_id, raw in (await _load_entity_cache(storage, source)).items():
-                    try:
-                        rows.append(decode_entity_row(raw, source=f"{source} entity {entity_id}"))
-                    except SessionCorruptError:
-                        # A cache row torn by a crash costs one lookup, not the session.
-                        log.warning("skipping an undecodable cached entity in %s", source)
-            session = cls(storage, data, rows, lease=lease)
+            session = cls(storage, data, lease=lease)
             session._close_storage = close_storage
+            if isinstance(storage, EntityStorage):
+                session._entity_load = asyncio.get_running_loop().create_task(
+                    session._load_entity_cache(storage, source)
+                )
+                if wait_for_entities:
+                    await session.entities_loaded()
             session._watch_lease()
             return session
         except BaseException:
@@ -191,6 +253,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._auth_key = AuthKey(data.auth_key) if data.auth_key else None
         self._takeout_id = data.takeout_id
         self._user_id, self._bot = data.user_id, data.bot
+        self._self_hash = data.self_access_hash
         if data.updates is not None:
             state = data.updates
             self._update_states[0] = types.updates.State(
@@ -207,6 +270,32 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 )
         for row in data.entities or ():
             self._put_row(row)
+
+    async def _load_entity_cache(self, storage: EntityStorage, source: str) -> None:
+        try:
+            raw = await _read_entity_cache(storage, source)
+            index = await asyncio.to_thread(_decode_entity_cache, raw, source)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("the entity cache in %s could not be loaded (%s: %s); continuing "
+                        "without it", source, type(exc).__name__, exc)
+            return
+        # Rows learned while the cache was loading are newer: they win.
+        newer = list(self._rows.values())
+        self._rows, self._by_username, self._by_phone, self._by_name = index
+        for row in newer:
+            self._put_row(row)
+
+    async def entities_loaded(self) -> None:
+        """Wait until the stored entity cache is loaded (at once if it already is)."""
+        task = self._entity_load
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    def _stop_entity_load(self) -> None:
+        if self._entity_load is not None and not self._entity_load.done():
+            self._entity_load.cancel()
 
     # -- what the session knows ----------------------------------------------------------
 
@@ -264,7 +353,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self.save()
 
     def snapshot(self) -> SessionData:
-        """The current state as :class:`~tgsession.SessionData` (entities inline)."""
+        """The current state as :class:`~tgsession.SessionData` (entities inline; await
+        :meth:`entities_loaded` first to include the whole stored cache)."""
         data = self._snapshot_core()
         data.entities = list(self._rows.values())
         return data
@@ -288,6 +378,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             takeout_id=self._takeout_id,
             user_id=self._user_id,
             bot=self._bot,
+            self_access_hash=self._self_hash,
             updates=updates,
             entities=None if self._rows_in_storage else list(self._rows.values()),
         )
@@ -340,6 +431,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         if cls is types.User:
             if e.is_self:
                 self._user_id, self._bot = e.id, bool(e.bot)
+                if e.access_hash is not None:
+                    self._self_hash = e.access_hash
             if e.access_hash is None or e.min:
                 return None
             username = e.username.lower() if e.username else None
@@ -390,12 +483,36 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:
         if exact:
             row = self._rows.get(id)
-            return None if row is None else (row[0], row[1])
+            return self._self_row(id) if row is None else (row[0], row[1])
         for peer in (types.PeerUser(id), types.PeerChat(id), types.PeerChannel(id)):
             row = self._rows.get(tl_utils.get_peer_id(peer))
             if row is not None:
                 return row[0], row[1]
+        return self._self_row(id)
+
+    def _self_row(self, id: int) -> tuple[int, int] | None:
+        # Telethon's connect asks for id 0 (hash = own id), then for its own id: both are in
+        # the session document, so a restart never waits for the entity cache.
+        if self._user_id is None:
+            return None
+        if id == 0:
+            return 0, self._user_id
+        if id == self._user_id and self._self_hash is not None:
+            return id, self._self_hash
         return None
+
+    def get_input_entity(self, key: Any) -> Any:
+        """Telethon's lookup; while the stored cache loads, a miss waits for it."""
+        if self._entity_load is None or self._entity_load.done():
+            return super().get_input_entity(key)
+        try:
+            return super().get_input_entity(key)
+        except ValueError:
+            return self._get_input_entity_when_loaded(key)
+
+    async def _get_input_entity_when_loaded(self, key: Any) -> Any:
+        await self.entities_loaded()
+        return super().get_input_entity(key)
 
     @property
     def entity_count(self) -> int:
@@ -474,6 +591,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     async def _close(self) -> None:
         self._closing = True
+        self._stop_entity_load()
         try:
             writer = self._writer
             if writer is not None and not writer.done():
@@ -511,13 +629,14 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         storage = self._storage
         if storage is None:
             return
+        self._stop_entity_load()
         self._rows.clear()
         self._by_username.clear()
         self._by_phone.clear()
         self._by_name.clear()
         self._pending_rows.clear()
         self._auth_key = None
-        self._user_id = self._bot = None
+        self._user_id = self._bot = self._self_hash = None
         self._update_states.clear()
         self._dirty = False
         async with self._write_lock:
@@ -527,8 +646,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     async def forget_account(self) -> None:
         """Drop the auth key, the signed-in user and the entity cache (a dead session)."""
+        self._stop_entity_load()
         self._auth_key = None
-        self._user_id = self._bot = None
+        self._user_id = self._bot = self._self_hash = None
         self._update_states.clear()
         self._rows.clear()
         self._by_username.clear()

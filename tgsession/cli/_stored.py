@@ -32,11 +32,9 @@ async def read_stored(storage: Storage) -> SessionData | None:
     """The stored session with its entities inline, or ``None``; takes no lock."""
     if not await has_session(storage):
         return None
-    session = await StorageSession.open(storage, lock=False)
-    try:
-        return session.snapshot()
-    finally:
-        await session.release()
+    # Read only: no lease, and no release() either, which would write the session back.
+    session = await StorageSession.open(storage, lock=False, wait_for_entities=True)
+    return session.snapshot()
 
 
 async def _acquire(storage: Storage) -> Lease | None:
