@@ -68,8 +68,9 @@ def session_data(dc: DcAddress, auth_key: bytes, *, inline: Sequence[EntityRow] 
     return SessionData(
         dc=dc,
         auth_key=auth_key,
-        user_id=7_000_001,
+        user_id=SELF_ID,
         bot=False,
+        self_access_hash=SELF_HASH,
         updates=UpdateState(pts=1234, qts=0, date=int(time.time()), seq=56,
                             channels={1_000_000 + i: 100 + i for i in range(8)}),
         entities=None if inline is None else list(inline),
@@ -77,6 +78,14 @@ def session_data(dc: DcAddress, auth_key: bytes, *, inline: Sequence[EntityRow] 
 
 
 FAKE_DC = DcAddress(2, "127.0.0.1", 443)
+
+#: The signed-in user of the stored sessions, and the two rows Telethon keeps for it: the
+#: "self" row (id 0, hash = own id) and its own user row.
+SELF_ID, SELF_HASH = 7_000_001, 0x5E1F
+SELF_ROWS: list[EntityRow] = [
+    (0, SELF_ID, None, None, None),
+    (SELF_ID, SELF_HASH, "me", None, "Me"),
+]
 
 
 def fake_key() -> bytes:
