@@ -460,3 +460,29 @@ async def test_demo_shows_a_bot_that_logs_in_once(tmp_path: Path) -> None:
     assert "calls still 1, the stored session was reused" in result.stdout
     assert "(mode 0600)" in result.stdout
     assert "Demo passed" in result.stdout
+
+
+async def test_encrypt_seals_a_plain_session_in_place(
+    tmp_path: Path, session_file: Path, env: dict[str, str]
+) -> None:
+    await store(session_file, stored())
+    plain = session_file.read_bytes()
+    key = (await tgsession("keygen", cwd=tmp_path)).stdout.strip()
+
+    refused = await tgsession("status", cwd=tmp_path, env={**env, "SESSION_KEY": key})
+    assert refused.returncode != 0 and "tgsession encrypt" in refused.stderr
+    assert session_file.read_bytes() == plain  # refused, untouched
+
+    done = await tgsession("encrypt", cwd=tmp_path, env={**env, "SESSION_KEY": key})
+    assert done.returncode == 0, done
+    assert session_file.read_bytes().startswith(b"TGSE")
+    status = await tgsession("status", cwd=tmp_path, env={**env, "SESSION_KEY": key})
+    assert status.returncode == 0 and "(encrypted)" in status.stdout
+
+
+async def test_encrypt_without_a_key_says_how_to_make_one(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    result = await tgsession("encrypt", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "tgsession keygen" in result.stderr

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (login, status, transfer, keygen, server, demo):
         module.register(subparsers, common)
+    keygen.register_encrypt(subparsers, common)
     return parser
 
 

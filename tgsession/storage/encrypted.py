@@ -232,8 +232,8 @@ class EncryptedStorage:
             raise SessionDecryptError(
                 f"the session stored in {self._inner!r} is not encrypted (it was probably "
                 "saved before SESSION_KEY was set). It was left untouched. Encrypt it once "
-                "with `await EncryptedStorage(...).encrypt_existing()`, or unset "
-                "SESSION_KEY to keep using it unencrypted"
+                "with `tgsession encrypt` (in Python: `await storage.encrypt_existing()`), "
+                "or unset SESSION_KEY to keep using it unencrypted"
             ) from None
         except _NewerFormat as exc:
             raise SessionVersionError(f"the session stored in {self._inner!r}: {exc}") from None
