@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from tgsession import (
 )
 from tgsession.storage import file as file_module
 from tgsession.storage._entitylog import HEADER
+from tgsession.storage._filelock import FileLease
 
 
 @pytest.fixture
@@ -464,3 +465,55 @@ async def test_lock_across_processes_is_freed_when_the_holder_is_killed(
         child.wait()
     lease = await FileStorage(session_path).acquire(wait=5)
     await lease.release()
+
+
+# -- cost: one worker-thread hop per operation ----------------------------------------
+
+
+@contextmanager
+def counted_thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Count the calls into the running loop's executor (``asyncio.to_thread`` uses it)."""
+    loop = asyncio.get_running_loop()
+    real = loop.run_in_executor
+    hops: list[str] = []
+
+    def counting(executor: object, func: object, *args: object) -> object:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return real(executor, func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    try:
+        yield hops
+    finally:
+        monkeypatch.undo()
+
+
+async def test_each_operation_is_one_thread_hop(
+    session_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = FileStorage(session_path)
+    operations: dict[str, Callable[[], Awaitable[object]]] = {
+        "acquire (creating the folder)": storage.acquire,
+        "store_session": lambda: storage.store_session(b"session"),
+        "load_session": storage.load_session,
+        "store_entities": lambda: storage.store_entities({1: b"one", 2: b"two"}),
+        "load_entities": storage.load_entities,
+        "store_entities (after a load)": lambda: storage.store_entities({3: b"three"}),
+        "store_entities (large batch)": lambda: storage.store_entities(
+            {i: b"x" for i in range(10, 1010)}
+        ),
+    }
+    results: dict[str, object] = {}
+    for name, operation in operations.items():
+        with counted_thread_hops(monkeypatch) as hops:
+            results[name] = await operation()
+        assert len(hops) == 1, f"{name}: {hops}"
+    lease = results["acquire (creating the folder)"]
+    assert isinstance(lease, FileLease)
+    await lease.release()
+    assert await FileStorage(session_path).load_entities() == {
+        1: b"one",
+        2: b"two",
+        3: b"three",
+        **{i: b"x" for i in range(10, 1010)},
+    }

@@ -13,16 +13,27 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
+
+import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileLease", "acquire_file_lock", "probe_lock_holder"]
+__all__ = ["FileLease", "acquire_file_lock", "probe_lock_holder", "run_blocking"]
+
+_T = TypeVar("_T")
+
+
+def run_blocking(func: Callable[..., _T], *args: Any) -> Awaitable[_T]:
+    """Run ``func(*args)`` in aiofiles' worker thread pool: one hop off the event loop."""
+    return aiofiles.os.wrap(func)(*args)
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -56,7 +67,7 @@ class FileLease:
         fd = self._fd
         if fd is None:
             raise LeaseLostError(f"the lock {self._lock_path} was released by this holder")
-        if not await asyncio.to_thread(_still_locks, fd, self._lock_path):
+        if not await run_blocking(_still_locks, fd, self._lock_path):
             raise LeaseLostError(
                 f"the lock file {self._lock_path} was deleted or replaced while held; "
                 "another process may be using the session (never delete the .lock file)"
@@ -66,7 +77,7 @@ class FileLease:
         """Release the lock; calling it again does nothing."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            await asyncio.to_thread(_unlock, fd)
+            await run_blocking(_unlock, fd)
 
     async def __aenter__(self) -> FileLease:
         return self
@@ -85,10 +96,21 @@ def describe_this_process() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-async def acquire_file_lock(lock_path: Path, *, target: Path, wait: float) -> FileLease:
+async def acquire_file_lock(
+    lock_path: Path,
+    *,
+    target: Path,
+    wait: float,
+    prepare: Callable[[], None] | None = None,
+    on_locked: Callable[[], None] | None = None,
+) -> FileLease:
     """Lock ``lock_path``, polling without blocking the loop until ``wait`` seconds pass.
 
-    The lock file's folder must exist.
+    The lock file's folder must exist, or be made by ``prepare``: a blocking function run
+    in the worker thread just before the first attempt (it should raise a
+    :class:`~tgsession.TgSessionError`, not an ``OSError``). ``on_locked``, also blocking,
+    runs in that thread once the lock is won (if it raises, the lock is released). So a
+    free lock costs one thread hop in all.
     Raises :class:`~tgsession.SessionLockedError` naming ``target`` and the holder, or
     :class:`~tgsession.SessionStorageError` when the lock file cannot be opened.
     """
@@ -99,7 +121,10 @@ async def acquire_file_lock(lock_path: Path, *, target: Path, wait: float) -> Fi
     deadline = loop.time() + max(wait, 0.0)
     delay = 0.01
     while True:
-        attempt = asyncio.ensure_future(asyncio.to_thread(_try_lock, lock_path, record.encode()))
+        attempt = asyncio.ensure_future(
+            run_blocking(_attempt, lock_path, record.encode(), prepare, on_locked)
+        )
+        prepare = None  # once is enough
         try:
             fd, other = await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -139,6 +164,25 @@ def probe_lock_holder(lock_path: Path) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def _attempt(
+    lock_path: Path,
+    record: bytes,
+    prepare: Callable[[], None] | None,
+    on_locked: Callable[[], None] | None,
+) -> tuple[int | None, str | None]:
+    """``prepare``, one attempt, then ``on_locked`` if it won: one worker-thread hop."""
+    if prepare is not None:
+        prepare()
+    fd, holder = _try_lock(lock_path, record)
+    if fd is not None and on_locked is not None:
+        try:
+            on_locked()
+        except BaseException:
+            _unlock(fd)
+            raise
+    return fd, holder
 
 
 def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:

@@ -6,8 +6,16 @@ Three files live side by side (all 0600, in a folder created 0700)::
     session.json.entities   the entity cache, an append-only log (see ``_entitylog``)
     session.json.lock       flock'ed by the holder, names it; never deleted
 
-Every file operation runs off the event loop (aiofiles, or ``asyncio.to_thread`` for the
-small syscalls).
+Every file operation runs off the event loop, and each public operation is ONE plain
+blocking function run once in aiofiles' worker thread pool (``aiofiles.os.wrap``):
+``acquire`` (folders, lock, tidying), ``load_session`` (open, fstat, permission check, read, close),
+``store_session`` (folders, checks, temp file, write, fsync, rename, folder fsync),
+``load_entities`` (read and replay), ``store_entities`` (encode, append, fsync). Each
+thread hop costs tens to hundreds of microseconds (a queue hand-off, a wake-up, maybe a new pool
+thread), which dominated these operations when every syscall was its own hop (aiofiles
+hops once per call); doing the syscalls back to back in one thread makes opening a
+session several times cheaper and never blocks the loop either. Only polling a busy lock
+and a due compaction take further hops.
 """
 
 from __future__ import annotations
@@ -22,17 +30,14 @@ import secrets
 import shlex
 import stat
 import sys
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import aiofiles
-from aiofiles.threadpool.binary import AsyncBufferedReader
-
 from .._errors import SessionNotFoundError, SessionStorageError, TgSessionError
-from ._entitylog import HEADER, encode_records, replay
-from ._filelock import FileLease, acquire_file_lock, probe_lock_holder
+from ._entitylog import HEADER, Replay, encode_records, replay
+from ._filelock import FileLease, acquire_file_lock, probe_lock_holder, run_blocking
 
 if sys.platform == "darwin":
     import fcntl
@@ -50,8 +55,7 @@ _TEMP_ATTEMPTS = 8
 COMPACT_MIN_RECORDS = 1000
 #: ...and more than this many times the live rows (so compaction costs O(1) per record).
 COMPACT_RATIO = 2
-#: Batches larger than this are encoded in a worker thread, not on the event loop.
-_ENCODE_IN_THREAD = 256
+_READ_CHUNK = 1 << 16
 
 
 @dataclass
@@ -130,7 +134,7 @@ class FileStorage:
     async def load_session(self) -> bytes:
         """Return the stored bytes; :class:`~tgsession.SessionNotFoundError` if none."""
         try:
-            data = await self._read_private(self._path)
+            data, _ = await run_blocking(self._read_private, self._path)
         except FileNotFoundError:
             raise SessionNotFoundError(
                 f"no session is stored in {self._path} (the file does not exist)"
@@ -152,11 +156,10 @@ class FileStorage:
     async def load_entities(self) -> dict[int, bytes]:
         """Replay the entity log (last value per id wins; a torn tail is ignored)."""
         try:
-            data, file = await self._read_private_with_id(self._entities_path)
+            size, file, result = await run_blocking(self._load_log)
         except FileNotFoundError:
             return {}
-        result = await asyncio.to_thread(replay, data, str(self._entities_path))
-        self._warn_if_torn(len(data), result.valid_end)
+        self._warn_if_torn(size, result.valid_end)
         self._log = _LogState(file, result.valid_end, result.records, len(result.rows))
         return result.rows
 
@@ -165,11 +168,7 @@ class FileStorage:
         if not rows:
             return
         items = list(rows.items())
-        if len(items) > _ENCODE_IN_THREAD:
-            payload = await asyncio.to_thread(encode_records, items)
-        else:
-            payload = encode_records(items)
-        await self._serialized(self._entity_writes, self._append(payload, len(items)))
+        await self._serialized(self._entity_writes, self._append(items))
 
     async def clear_entities(self) -> None:
         """Delete the entity log (atomically: it is gone or intact)."""
@@ -184,22 +183,22 @@ class FileStorage:
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
         crashed writer left behind (they are never read, so this is only tidying).
         """
-        try:
-            await asyncio.to_thread(_make_private_folders, self._path.parent)
-        except OSError as error:
-            raise _storage_error("create the folder of", self._path, error) from error
-        lease = await acquire_file_lock(self._lock_path, target=self._path, wait=wait)
-        await asyncio.to_thread(_remove_leftover_temps, (self._path, self._entities_path))
-        return lease
+        return await acquire_file_lock(
+            self._lock_path,
+            target=self._path,
+            wait=wait,
+            prepare=self._make_folders_for_lock,
+            on_locked=self._tidy_after_lock,
+        )
 
     async def lock_holder(self) -> str | None:
         """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""
         try:
-            return await asyncio.to_thread(probe_lock_holder, self._lock_path)
+            return await run_blocking(probe_lock_holder, self._lock_path)
         except OSError as error:
             raise _storage_error("read", self._lock_path, error) from error
 
-    # -- internals ----------------------------------------------------------------------
+    # -- internals: the event-loop side (one worker-thread hop each) --------------------
 
     @staticmethod
     async def _serialized(lock: asyncio.Lock, operation: Awaitable[_T]) -> _T:
@@ -214,21 +213,52 @@ class FileStorage:
         task.add_done_callback(_consume_exception)
         return await asyncio.shield(task)
 
-    async def _read_private(self, path: Path) -> bytes:
-        data, _ = await self._read_private_with_id(path)
-        return data
+    async def _replace(self, target: Path, data: bytes) -> None:
+        await run_blocking(self._replace_now, target, data)
 
-    async def _read_private_with_id(self, path: Path) -> tuple[bytes, tuple[int, int]]:
-        """Read a whole file after checking its permissions; FileNotFoundError passes."""
+    async def _remove(self, target: Path) -> None:
         try:
-            async with aiofiles.open(path, "rb") as file:
-                info = await asyncio.to_thread(os.fstat, file.fileno())
+            await run_blocking(_unlink_durably, target)
+        except OSError as error:
+            raise _storage_error("delete", target, error) from error
+        if target == self._entities_path:
+            self._log = None
+
+    async def _append(self, items: Sequence[tuple[int, bytes]]) -> None:
+        state, self._log = self._log, None  # unknown until the append is durable
+        state = await run_blocking(self._append_now, items, state)
+        self._log = state
+        if state.records > COMPACT_MIN_RECORDS and state.records > COMPACT_RATIO * state.live:
+            try:
+                self._log = None
+                self._log = await run_blocking(self._compact_now)
+            except TgSessionError as error:  # the rows are stored; compaction can wait
+                logger.warning("could not compact %s: %s", self._entities_path, error)
+
+    # -- internals: blocking, run in a worker thread ------------------------------------
+
+    def _read_private(self, path: Path) -> tuple[bytes, tuple[int, int]]:
+        """Read a whole file after checking its permissions on the opened file; return it
+        and its (st_dev, st_ino). FileNotFoundError passes; other OSErrors are reported."""
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            try:
+                info = os.fstat(fd)
+                if stat.S_ISDIR(info.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
                 self._check_private(path, info)
-                return await file.read(), (info.st_dev, info.st_ino)
+                data = _read_all(fd, info.st_size)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             raise
         except OSError as error:
             raise _storage_error("read", path, error) from error
+        return data, (info.st_dev, info.st_ino)
+
+    def _load_log(self) -> tuple[int, tuple[int, int], Replay]:
+        data, file = self._read_private(self._entities_path)
+        return len(data), file, replay(data, str(self._entities_path))
 
     def _check_private(self, path: Path, info: os.stat_result) -> None:
         if self._allow_insecure:
@@ -248,7 +278,7 @@ class FileStorage:
             )
 
     def _check_existing(self, path: Path) -> None:
-        """Refuse to replace an insecure file (blocking; run in a thread).
+        """Refuse to replace an insecure file.
 
         A symlink is not followed: the rename replaces the link, not what it points to.
         """
@@ -259,111 +289,94 @@ class FileStorage:
         if stat.S_ISREG(info.st_mode):
             self._check_private(path, info)
 
-    async def _replace(self, target: Path, data: bytes) -> None:
+    def _replace_now(self, target: Path, data: bytes) -> None:
         """Atomically replace ``target`` with ``data`` (temp file, fsync, rename, fsync)."""
         try:
-            await asyncio.to_thread(self._prepare_write, target)
-            temp = await _write_temp(target, data)
+            _make_private_folders(target.parent)
+            self._check_existing(target)
+            temp = _write_temp(target, data)
         except OSError as error:
             raise _storage_error("write", target, error) from error
         try:
-            await asyncio.to_thread(_commit, temp, target)
+            _commit(temp, target)
         except OSError as error:
-            await asyncio.to_thread(_remove_quietly, temp)
+            _remove_quietly(temp)
             raise _storage_error("write", target, error) from error
 
-    async def _remove(self, target: Path) -> None:
+    def _make_folders_for_lock(self) -> None:
         try:
-            await asyncio.to_thread(_unlink_durably, target)
+            _make_private_folders(self._path.parent)
         except OSError as error:
-            raise _storage_error("delete", target, error) from error
-        if target == self._entities_path:
-            self._log = None
+            raise _storage_error("create the folder of", self._path, error) from error
 
-    def _prepare_write(self, target: Path) -> None:
-        _make_private_folders(target.parent)
-        self._check_existing(target)
+    def _tidy_after_lock(self) -> None:
+        _remove_leftover_temps((self._path, self._entities_path))
 
-    async def _append(self, payload: bytes, count: int) -> None:
+    def _append_now(self, items: Sequence[tuple[int, bytes]], state: _LogState | None) -> _LogState:
+        """Append records after the valid ones (one write, one fsync); return the new state.
+
+        ``state`` is what this object last knew of the log; when the file is not the one,
+        or not the size, it knew (another writer, a crash), the log is replayed first and
+        a torn tail cut off.
+        """
+        payload = encode_records(items)
         path = self._entities_path
         try:
-            fd = await asyncio.to_thread(self._open_log, path)
-        except OSError as error:
-            raise _storage_error("write", path, error) from error
-        try:
-            async with aiofiles.open(fd, "r+b") as file:  # owns fd from here on
-                info = await asyncio.to_thread(os.fstat, fd)
+            _make_private_folders(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+            try:
+                info = os.fstat(fd)
+                self._check_private(path, info)
                 file_id = (info.st_dev, info.st_ino)
-                state = self._log
                 if state is None or state.file != file_id or state.end != info.st_size:
-                    state = await self._recover_log(file, file_id)
-                self._log = None  # unknown until the append is durable
-                if state.end == 0:
+                    state = self._recover_log(fd, file_id, info.st_size)
+                end = state.end
+                if end == 0:
                     payload = HEADER + payload
-                await file.seek(state.end)
                 try:
-                    await file.write(payload)
-                    await file.flush()
-                    await asyncio.to_thread(_fsync, fd)
-                    if state.end == 0:  # a new log: make its name durable too
-                        await asyncio.to_thread(_fsync_folder, path.parent)
+                    _pwrite_all(fd, payload, end)
+                    _fsync(fd)
+                    if end == 0:  # a new log: make its name durable too
+                        _fsync_folder(path.parent)
                 except OSError:
                     with contextlib.suppress(OSError):
-                        await asyncio.to_thread(os.ftruncate, fd, state.end)
+                        os.ftruncate(fd, end)
                     raise
+            finally:
+                os.close(fd)
         except OSError as error:
             raise _storage_error("write", path, error) from error
-        state.end += len(payload)
-        state.records += count
-        state.live = max(state.live, count)  # a batch has distinct ids
-        self._log = state
-        if state.records > COMPACT_MIN_RECORDS and state.records > COMPACT_RATIO * state.live:
-            try:
-                await self._compact()
-            except TgSessionError as error:  # the rows are stored; compaction can wait
-                self._log = None
-                logger.warning("could not compact %s: %s", path, error)
+        count = len(items)
+        # A batch has distinct ids, so it is a lower bound on the live rows.
+        return _LogState(file_id, end + len(payload), state.records + count, max(state.live, count))
 
-    def _open_log(self, path: Path) -> int:
-        """Open (creating 0600) the log for appending, after the permission check."""
-        _make_private_folders(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-        try:
-            self._check_private(path, os.fstat(fd))
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    async def _recover_log(self, file: AsyncBufferedReader, file_id: tuple[int, int]) -> _LogState:
+    def _recover_log(self, fd: int, file_id: tuple[int, int], size: int) -> _LogState:
         """Find where the valid records end (another writer, or a crash, changed the log)
         and cut off a torn tail, so appended records follow valid ones."""
-        await file.seek(0)
-        data = await file.read()
-        result = await asyncio.to_thread(replay, data, str(self._entities_path))
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = _read_all(fd, size)
+        result = replay(data, str(self._entities_path))
         if result.valid_end < len(data):
             self._warn_if_torn(len(data), result.valid_end)
-            await file.truncate(result.valid_end)
+            os.ftruncate(fd, result.valid_end)
         return _LogState(file_id, result.valid_end, result.records, len(result.rows))
 
-    async def _compact(self) -> None:
-        """Rewrite the log with only its live rows, atomically, in worker threads."""
+    def _compact_now(self) -> _LogState | None:
+        """Rewrite the log with only its live rows, atomically; return the new state."""
         path = self._entities_path
         try:
-            data, _ = await self._read_private_with_id(path)
+            data, _ = self._read_private(path)
         except FileNotFoundError:
-            self._log = None
-            return
-        compacted = await asyncio.to_thread(_compacted_log, data, str(path))
-        await self._replace(path, compacted.data)
+            return None
+        compacted = _compacted_log(data, str(path))
+        self._replace_now(path, compacted.data)
         try:
-            info = await asyncio.to_thread(os.stat, path)
+            info = os.stat(path)
         except OSError:
-            self._log = None
-            return
+            return None
         records = compacted.records
-        self._log = _LogState((info.st_dev, info.st_ino), len(compacted.data), records, records)
         logger.debug("compacted %s to %d rows", path, records)
+        return _LogState((info.st_dev, info.st_ino), len(compacted.data), records, records)
 
     def _warn_if_torn(self, size: int, valid_end: int) -> None:
         if valid_end < size:
@@ -385,25 +398,28 @@ def _compacted_log(data: bytes, where: str) -> _Compacted:
     return _Compacted(HEADER + encode_records(rows.items()), len(rows))
 
 
-async def _write_temp(target: Path, data: bytes) -> Path:
-    """Write ``data`` to a new 0600 file beside ``target`` and fsync it; return its path."""
+def _write_temp(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a new 0600 file beside ``target`` and fsync it; return its path.
+
+    Created with ``O_EXCL|O_NOFOLLOW``: a name that exists (a leftover, or a planted
+    symlink) is never opened, another is tried.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
     for _ in range(_TEMP_ATTEMPTS):
         temp = target.with_name(f".{target.name}.{_random_suffix()}.tmp")
-        created = False
         try:
-            async with aiofiles.open(temp, "xb", opener=_exclusive_private_opener) as file:
-                created = True
-                fd = file.fileno()
-                await asyncio.to_thread(os.fchmod, fd, 0o600)  # whatever the umask did
-                await file.write(data)
-                await file.flush()
-                await asyncio.to_thread(_fsync, fd)
-        except BaseException as error:
-            if not created:
-                if isinstance(error, FileExistsError):
-                    continue  # a leftover, or something planted: never touch it
-                raise
-            await asyncio.to_thread(_remove_quietly, temp)
+            fd = os.open(temp, flags, 0o600)
+        except FileExistsError:
+            continue  # a leftover, or something planted: never touch it
+        try:
+            try:
+                os.fchmod(fd, 0o600)  # whatever the umask did
+                _write_all(fd, data)
+                _fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _remove_quietly(temp)
             raise
         return temp
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
@@ -413,8 +429,33 @@ def _random_suffix() -> str:
     return secrets.token_hex(8)
 
 
-def _exclusive_private_opener(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+def _read_all(fd: int, size_hint: int) -> bytes:
+    """Read from the current offset to the end (one read when ``size_hint`` is right)."""
+    parts: list[bytes] = []
+    want = max(size_hint, 0) + 1
+    while chunk := os.read(fd, want):
+        parts.append(chunk)
+        want = _READ_CHUNK
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        view = view[written:]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        view = view[written:]
+        offset += written
 
 
 def _commit(temp: Path, target: Path) -> None:
