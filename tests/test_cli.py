@@ -1,15 +1,18 @@
-"""The ``tgsession`` command, run as a real program (``python -m tgsession.cli``) in a
-subprocess, with its settings in a temporary folder and the local Telegram for the commands
-that connect."""
+"""The ``tgsession`` command: ``main()`` in process for most tests, the real program
+(``python -m tgsession.cli``) in a subprocess for help, prompts and Ctrl-C; its settings
+in a temporary folder and the local Telegram for the commands that connect."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import signal
 import stat
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +20,10 @@ import pytest
 from telethon.sessions import SQLiteSession, StringSession
 
 from tgsession import FileStorage
+from tgsession.cli import main
 from tgsession.codec import DcAddress, SessionData, decode_session, encode_session
 from tgsession.keys import parse_key
 from tgsession.testing import Account, FakeTelegram
-from tgsession.testing.pytest_plugin import _fresh_telethon_config, fake_telegram
-
-__all__ = ["_fresh_telethon_config", "fake_telegram"]
 
 KEY = bytes(range(256))
 SETTINGS = ("APP_ID", "APP_HASH", "BOT_TOKEN", "SESSION_FILE", "SESSION_DIR", "SESSION_URL",
@@ -39,11 +40,19 @@ class Result:
 
 
 async def tgsession(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None,
+    real: bool = False,
 ) -> Result:
-    """Run the command in ``cwd``, with none of this machine's settings leaking in."""
+    """Run the command in ``cwd``, with none of this machine's settings leaking in.
+
+    ``real=True`` runs the installed program (``python -m tgsession.cli``) in a new process;
+    otherwise ``main()`` runs in a worker thread of this process with its own environment,
+    folder and standard streams (a second faster; one command at a time).
+    """
     environ = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     environ.update(env or {})
+    if not real:
+        return await asyncio.to_thread(_in_process, list(args), cwd, environ, stdin or b"")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tgsession.cli", *args, cwd=cwd, env=environ,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -52,6 +61,36 @@ async def tgsession(
     out, err = await asyncio.wait_for(process.communicate(stdin or b""), 30)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _in_process(args: list[str], cwd: Path, environ: dict[str, str], stdin: bytes) -> Result:
+    with _ONE_AT_A_TIME:
+        saved_environ, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
+        out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8") for _ in range(2))
+        try:
+            os.environ.clear()
+            os.environ.update(environ)
+            os.chdir(cwd)
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(args)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_environ)
+            os.chdir(saved_cwd)
+            sys.stdin = saved_stdin
+        out.flush()
+        err.flush()
+        return Result(code, _text(out), _text(err))
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    raw = stream.buffer
+    assert isinstance(raw, io.BytesIO)
+    return raw.getvalue().decode()
 
 
 def one_line_error(result: Result) -> str:
@@ -115,7 +154,7 @@ def telethon_string(key: bytes = KEY) -> str:
 
 async def test_every_subcommand_has_help(tmp_path: Path) -> None:
     results = await asyncio.gather(
-        tgsession("--help", cwd=tmp_path),
+        tgsession("--help", cwd=tmp_path, real=True),
         *(tgsession(command, "--help", cwd=tmp_path) for command in COMMANDS),
     )
 
