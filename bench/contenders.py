@@ -157,8 +157,12 @@ async def store_state(storage: Storage, data: SessionData, rows: Sequence[Entity
     await storage.store_session(encode_session(data))
 
 
-async def open_session(storage: Storage, *, lock: bool = True) -> StorageSession:
-    return await StorageSession.open(storage, lock=lock)
+async def open_session(
+    storage: Storage, *, lock: bool = True, wait_for_entities: bool = True
+) -> StorageSession:
+    """Open as a program would; by default also wait until the entity cache has loaded in
+    the background, so that it does not run during the next thing measured."""
+    return await StorageSession.open(storage, lock=lock, wait_for_entities=wait_for_entities)
 
 
 async def settle(session: StorageSession) -> None:

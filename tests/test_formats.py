@@ -34,9 +34,6 @@ from tgsession.formats import (
     to_telethon_string,
 )
 from tgsession.testing import FakeTelegram
-from tgsession.testing.pytest_plugin import _fresh_telethon_config, fake_telegram
-
-__all__ = ["_fresh_telethon_config", "fake_telegram"]
 
 KEY = bytes(range(256))
 DC4 = DcAddress(4, "149.154.167.91", 443)
