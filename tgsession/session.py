@@ -16,6 +16,7 @@ its whole state in memory and persists it with a background writer:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -92,8 +93,10 @@ async def _read_entity_cache(storage: EntityStorage, source: str) -> dict[int, b
 
 
 _EntityIndex = tuple[dict[int, EntityRow], dict[str, int], dict[str, int], dict[str, int]]
-#: Rows decoded per turn of the event loop (well under a millisecond of work).
-_DECODE_CHUNK = 500
+#: Rows decoded per turn of the event loop (about a tenth of a millisecond of work).
+_DECODE_CHUNK = 100
+#: Seconds the entity cache waits before loading, unless a lookup needs it sooner.
+_LOAD_DELAY = 0.1
 
 
 def _is_row(value: Any) -> bool:
@@ -186,6 +189,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._bot: bool | None = None
         self._self_hash: int | None = None
         self._entity_load: asyncio.Task[None] | None = None
+        self._entities_wanted = asyncio.Event()
         self._dirty = False
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
@@ -222,8 +226,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         connections are closed (``aclose()``) when the session closes.
 
         The entity cache of an :class:`~tgsession.storage.EntityStorage` loads in the
-        background, so a restart does not wait for it: a lookup that misses while it loads
-        waits for it (Telethon awaits the session's answer). ``wait_for_entities=True``, or
+        background, a tenth of a second later (once the client has connected), so a restart
+        does not wait for it: a lookup that misses before it is loaded starts the load at
+        once and waits for it (Telethon awaits the session's answer). ``wait_for_entities=True``, or
         ``await session.entities_loaded()``, waits for the whole cache.
         """
         lease = None
@@ -276,6 +281,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             self._put_row(row)
 
     async def _load_entity_cache(self, storage: EntityStorage, source: str) -> None:
+        # Let the client connect first (on loopback connecting is CPU-bound and would share
+        # the loop with decoding); a lookup that needs the cache starts the load at once.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._entities_wanted.wait(), _LOAD_DELAY)
         try:
             raw = await _read_entity_cache(storage, source)
             index = await _decode_entity_cache(raw, source)
@@ -295,6 +304,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         """Wait until the stored entity cache is loaded (at once if it already is)."""
         task = self._entity_load
         if task is not None and not task.done():
+            self._entities_wanted.set()
             await asyncio.shield(task)
 
     def _stop_entity_load(self) -> None:

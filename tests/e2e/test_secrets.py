@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
+from tests import services
+from tests.services import forget_postgres_session
 from tgsession import EncryptedStorage, FileStorage
 from tgsession.codec import decode_session
 from tgsession.keys import generate_key
 from tgsession.testing import FakeTelegram
 
 from .conftest import start_program
+
+postgres_url = services.postgres_url  # a fixture
 
 
 def forms(secret: bytes | str) -> list[str]:
@@ -79,3 +87,33 @@ async def test_bot_token_never_printed(tg: FakeTelegram, tmp_path: Path) -> None
     assert "DEBUG" in output
     for variant in [*forms(bot.token), bot.token.split(":", 1)[1]]:
         assert variant not in output
+
+
+@pytest.mark.services
+async def test_database_password_never_printed(
+    tg: FakeTelegram, postgres_url: str
+) -> None:
+    """A SESSION_URL with a password: the test PostgreSQL trusts loopback, so any password
+    is accepted, and none may show up in the output of a DEBUG run."""
+    password = "Db-Pa55word-" + uuid.uuid4().hex[:8]
+    name = f"secrets-{uuid.uuid4().hex}"
+    parts = urlsplit(postgres_url)
+    user = parts.username or "postgres"
+    netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"
+    url = urlunsplit(parts._replace(netloc=netloc))
+    user_account = tg.add_user()
+    env = {**tg.env(), "SESSION_URL": f"{url}?name={name}", "CHILD_LOG_LEVEL": "DEBUG"}
+    try:
+        program = await start_program(env, "reveal")
+        await program.expect("ASK phone")
+        await program.answer(user_account.phone or "")
+        await program.expect("ASK code")
+        await program.answer(tg.login_code(user_account.phone or ""))
+        await program.result()
+        code, stderr = await program.finish()
+        assert code == 0, stderr
+    finally:
+        await forget_postgres_session(postgres_url, name)
+    output = "\n".join(program.lines) + stderr
+    assert "REVEAL" in output and "DEBUG" in output
+    assert password not in output
