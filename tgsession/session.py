@@ -243,7 +243,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 data = None
             session = cls(storage, data, lease=lease)
             session._close_storage = close_storage
-            if isinstance(storage, EntityStorage):
+            if isinstance(storage, EntityStorage) and data is not None:
+                # (Rows without a session are left over from a deleted one: not loaded.)
                 session._entity_load = asyncio.get_running_loop().create_task(
                     session._load_entity_cache(storage, source)
                 )
