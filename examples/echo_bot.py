@@ -7,10 +7,11 @@
 import asyncio
 import contextlib
 import logging
+import sys
 
 from telethon import events
 
-from tgsession import bot_from_environment
+from tgsession import TgSessionError, bot_from_environment
 
 
 async def main() -> None:
@@ -30,4 +31,7 @@ async def main() -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leaving main() stored the session
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except TgSessionError as exc:  # a missing setting, a session in use elsewhere, ...
+            sys.exit(f"error: {exc}")

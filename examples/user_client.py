@@ -6,8 +6,9 @@
 
 import asyncio
 import contextlib
+import sys
 
-from tgsession import TerminalAuth, auth_if_necessary, client_from_environment
+from tgsession import TerminalAuth, TgSessionError, auth_if_necessary, client_from_environment
 
 
 async def main() -> None:
@@ -21,4 +22,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leaving main() stored the session
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except TgSessionError as exc:  # a missing setting, a session in use elsewhere, ...
+            sys.exit(f"error: {exc}")

@@ -116,6 +116,19 @@ async def test_two_step_password_is_asked_again_when_wrong(
     assert tg.call_count("auth.checkPassword") == 2
 
 
+async def start_and_log_in(
+    tg: FakeTelegram, user: Account, session_file: Path
+) -> str:
+    """Start the user program on ``session_file``, answer its flow, return its stderr."""
+    program = await start_program(env_for(tg, session_file), "user")
+    result = await log_in(program, tg, user.phone or "")
+    code, stderr = await program.finish()
+    assert code == 0, stderr
+    assert result["id"] == user.id
+    assert program.asked == ["phone", "code"]
+    return stderr
+
+
 async def test_revoked_session_is_replaced_after_one_flow(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -123,12 +136,7 @@ async def test_revoked_session_is_replaced_after_one_flow(
     session_file = tmp_path / "s.json"
     old_key = await store_signed_in(tg, user, session_file)
     tg.revoke(user)
-    program = await start_program(env_for(tg, session_file), "user")
-    result = await log_in(program, tg, user.phone or "")
-    code, stderr = await program.finish()
-    assert code == 0, stderr
-    assert result["id"] == user.id
-    assert program.asked == ["phone", "code"]
+    stderr = await start_and_log_in(tg, user, session_file)
     assert "no longer usable" in stderr and "revoked" in stderr
     new = stored(session_file)
     assert new.auth_key is not None and new.auth_key != old_key
@@ -140,11 +148,7 @@ async def test_key_unknown_to_the_server_is_replaced(tg: FakeTelegram, tmp_path:
     session_file = tmp_path / "s.json"
     old_key = await store_signed_in(tg, user, session_file)
     tg.forget_key(old_key)
-    program = await start_program(env_for(tg, session_file), "user")
-    result = await log_in(program, tg, user.phone or "")
-    code, stderr = await program.finish()
-    assert code == 0, stderr
-    assert result["id"] == user.id
+    stderr = await start_and_log_in(tg, user, session_file)
     assert "does not know its key" in stderr
     assert stored(session_file).auth_key not in (None, old_key)
 
@@ -161,11 +165,7 @@ async def test_copied_session_used_twice_is_reported_and_replaced(
     os.chmod(host_b, 0o600)
     holder = await start_program(env_for(tg, host_a), "hold")
     await holder.expect("HOLDING")
-    newcomer = await start_program(env_for(tg, host_b), "user")
-    result = await log_in(newcomer, tg, user.phone or "")
-    code, stderr = await newcomer.finish()
-    assert code == 0, stderr
-    assert result["id"] == user.id
+    stderr = await start_and_log_in(tg, user, host_b)
     assert "AUTH_KEY_DUPLICATED" in stderr
     assert stored(host_b).auth_key not in (None, key)
     await holder.answer("")
