@@ -433,5 +433,5 @@ class PostgresStorage(LeasingStorage):
                     # Every pooled connection may be dead (a server restart): make the
                     # pool open fresh ones, starting with the retry.
                     conn.terminate()
-                    pool.expire_connections()
+                    await pool.expire_connections()
         raise AssertionError("unreachable")  # pragma: no cover
