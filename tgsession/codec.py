@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+#: How EncryptedStorage's output starts (tgsession.storage.encrypted); never valid JSON.
+ENCRYPTED_MAGIC = b"TGSE"
 AUTH_KEY_LENGTH = 256
 
 #: (marked peer id, access hash, lowercase username, phone, display name)
@@ -135,8 +137,14 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
     Raises :class:`SessionCorruptError` naming ``source`` for anything malformed (the
     message never quotes the data), and :class:`SessionVersionError` for a newer version.
     """
+    raw = bytes(raw)
+    if raw.startswith(ENCRYPTED_MAGIC):
+        raise SessionCorruptError(
+            f"{source}: the session is encrypted; set SESSION_KEY to the key it was "
+            "encrypted with"
+        )
     try:
-        doc = json.loads(bytes(raw).decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SessionCorruptError(f"{source}: not a tgsession session (invalid JSON)") from exc
     reader = _Reader(source)
