@@ -3,7 +3,8 @@
 Two rows per size. "until Telethon can connect": open the stored session and answer the
 lookups Telethon's ``connect()`` makes (id 0, then its own id). "+ lookup of a cached
 entity": open and look an arbitrary cached user up (awaiting the answer, as Telethon does:
-StorageSession loads its cache in a worker thread and a miss waits for it).
+StorageSession loads its cache in the background, in chunks on the event loop, and a
+miss waits for it).
 SQLiteSession: ``SQLiteSession(path)`` then the same lookups (primary-key queries).
 The files are in the page cache (warm): this measures the work of loading, not the disk.
 Closing is not timed. A third row gives the worst event-loop stall while opening and
@@ -101,18 +102,17 @@ async def run(settings: Settings) -> list[Row]:
                         opened, took, stall = await _timed(
                             open_session(storage, wait_for_entities=False), keys
                         )
-                        # Untimed: let the background load finish, so that its worker
-                        # thread does not slow the next contender down.
+                        # Untimed: let the background load finish, so that it does not
+                        # slow the next contender down.
                         await opened.entities_loaded()
                         await opened.release()
                         if contender != "ts-memory":
                             await close_storage(storage)
                     seconds[measure].setdefault(contender, []).append(took)
-                    worst = stalls.setdefault(contender, [])
-                    worst.append(stall)
+                    stalls.setdefault(contender, []).append(stall)
         notes = {
             MEASURE_CONNECT: "id 0 and own id, as Telethon's connect() asks; the rest of "
-                             "our cache keeps loading in a worker thread",
+                             "our cache keeps loading in the background",
             MEASURE: "lookup by user id, awaited; files warm in the page cache; "
                      "string/memory keep no entities: not measured",
         }

@@ -7,6 +7,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+_V = TypeVar("_V")
 
 #: The baseline every ratio is taken against.
 BASELINE = "sqlite"
@@ -22,7 +25,7 @@ CONTENDERS = (
     "ts-postgres",
 )
 
-#: What each short name stands for (printed under the table and in docs/bench.md).
+#: What each short name stands for (printed under the table and in the README).
 DESCRIPTIONS = {
     "sqlite": "Telethon SQLiteSession (temp file) - the baseline",
     "string": "Telethon StringSession",
@@ -45,11 +48,11 @@ class Settings:
     #: Why a backend is not measured (``ts-redis`` -> "not reachable: ...").
     unavailable: dict[str, str] = field(default_factory=dict)
 
-    def pick(self, full: int, quick: int) -> int:
+    def pick(self, full: _V, quick: _V) -> _V:
+        """The full run's value, or the quick run's."""
         return quick if self.quick else full
 
-    def sizes(self, full: Sequence[int], quick: Sequence[int]) -> Sequence[int]:
-        return quick if self.quick else full
+    sizes = pick
 
 
 @dataclass

@@ -11,8 +11,10 @@ Every repeat starts from an empty session.
 from __future__ import annotations
 
 import datetime
+import itertools
 import random
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from telethon.sessions import MemorySession, SQLiteSession, StringSession
@@ -57,21 +59,19 @@ def make_batches(count: int, seed: int = 1) -> list[Any]:
     rng = random.Random(seed)
     hot_users = [_user(n, rng) for n in range(500)]
     hot_channels = [_channel(n, rng) for n in range(50)]
-    fresh_user, fresh_channel = 1_000_000, 1_000_000
+    fresh_users, fresh_channels = itertools.count(1_000_001), itertools.count(1_000_001)
+
+    def pick(hot: list[Any], make: Callable[[int, random.Random], Any],
+             fresh: Iterator[int]) -> Any:
+        if rng.random() < REPEATED_SHARE:
+            return rng.choice(hot)
+        return make(next(fresh), rng)
 
     def pick_user() -> types.User:
-        nonlocal fresh_user
-        if rng.random() < REPEATED_SHARE:
-            return rng.choice(hot_users)
-        fresh_user += 1
-        return _user(fresh_user, rng)
+        return pick(hot_users, _user, fresh_users)
 
     def pick_channel() -> types.Channel:
-        nonlocal fresh_channel
-        if rng.random() < REPEATED_SHARE:
-            return rng.choice(hot_channels)
-        fresh_channel += 1
-        return _channel(fresh_channel, rng)
+        return pick(hot_channels, _channel, fresh_channels)
 
     batches: list[Any] = []
     for index in range(count):

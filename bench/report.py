@@ -61,11 +61,7 @@ def table(rows: Sequence[Row]) -> str:
     """A plain-text table: median per contender, ratio to SQLiteSession in parentheses."""
     names = columns(rows)
     header = ["measure", "size", "unit", *names, "target", "target met?"]
-    lines = [
-        [row.measure, f"{row.size:,}", row.unit, *(_cell(row, n) for n in names),
-         _target(row), _verdict(row)]
-        for row in rows
-    ]
+    lines = [_cells(row, names) for row in rows]
     widths = [max(len(str(cells[i])) for cells in [header, *lines]) for i in range(len(header))]
     out = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out.append("-+-".join("-" * w for w in widths))
@@ -74,20 +70,21 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def _cells(row: Row, names: Sequence[str]) -> list[str]:
+    return [row.measure, f"{row.size:,}", row.unit, *(_cell(row, n) for n in names),
+            _target(row), _verdict(row)]
+
+
 def markdown(rows: Sequence[Row]) -> str:
-    """The same table in Markdown (for docs/bench.md)."""
+    """The same table in Markdown (for the README's "Benchmarks" section)."""
     names = columns(rows)
     header = ["measure", "size", "unit", *names, "target", "met?"]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row.measure, f"{row.size:,}", row.unit, *(_cell(row, n) for n in names),
-                 _target(row), _verdict(row)]
-        out.append("| " + " | ".join(cells) + " |")
+    out.extend("| " + " | ".join(_cells(row, names)) + " |" for row in rows)
     with_p99 = [row for row in rows if row.p99]
     if with_p99:
-        out += ["", "| measure | " + " | ".join(n for n in names if any(n in r.p99 for r in
-                                                                       with_p99)) + " |"]
         shown = [n for n in names if any(n in r.p99 for r in with_p99)]
+        out += ["", "| measure | " + " | ".join(shown) + " |"]
         out.append("|" + "---|" * (len(shown) + 1))
         for row in with_p99:
             cells = [

@@ -525,3 +525,22 @@ async def test_encrypt_without_a_key_says_how_to_make_one(
     result = await tgsession("encrypt", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "tgsession keygen" in result.stderr
+
+
+async def test_logout_local_only_removes_a_damaged_session(
+    tmp_path: Path, session_file: Path, env: dict[str, str]
+) -> None:
+    await store(session_file, stored())
+    session_file.write_bytes(b"damaged beyond decoding")
+    result = await tgsession("logout", "--local-only", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result
+    assert not session_file.exists()
+
+
+async def test_telethon_sqlite_export_to_stdout_is_a_usage_error(
+    tmp_path: Path, session_file: Path, env: dict[str, str]
+) -> None:
+    await store(session_file, stored())
+    result = await tgsession("export", "--format", "telethon-sqlite", "-", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "writes a file" in one_line_error(result)

@@ -35,6 +35,7 @@ def test_aliases_name_the_same_factories() -> None:
         ({**GOOD, "APP_HASH": "short"}, "APP_HASH"),
         ({**GOOD, "TG_DC": "localhost"}, "TG_DC"),
         ({**GOOD, "TG_DC": "2@127.0.0.1:70000"}, "TG_DC"),
+        ({**GOOD, "TG_DC": "20000@127.0.0.1:443"}, "TG_DC"),
         ({**GOOD, "TG_PUBLIC_KEYS": "/nonexistent/keys.pem"}, "TG_PUBLIC_KEYS"),
     ],
 )

@@ -91,6 +91,7 @@ def test_file_urls_build_a_file_storage(url: str, path: str) -> None:
         ("ftp://user:hunter2@host/", "unsupported scheme 'ftp://'"),
         ("mysql://user:hunter2@host/db", "unsupported scheme"),
         ("redis://:hunter2@host:port/0", "invalid"),
+        ("redis://:xx/hunter2@host:6379/0", "invalid port"),  # a "/" in the password
         ("redis://:hunter2@host/0?lease_ttl=abc", "lease_ttl='abc'"),
         ("redis://:hunter2@host/0?lease_ttl=0", "lease_ttl"),
         ("redis://:hunter2@host/0?lock_wait=-1", "lock_wait"),

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import SessionCorruptError, SessionVersionError
+from .storage.base import ENCRYPTED_MAGIC
 
 __all__ = [
     "FORMAT_VERSION",
@@ -43,8 +44,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-#: How EncryptedStorage's output starts (tgsession.storage.encrypted); never valid JSON.
-ENCRYPTED_MAGIC = b"TGSE"
 AUTH_KEY_LENGTH = 256
 
 #: (marked peer id, access hash, lowercase username, phone, display name)
@@ -157,13 +156,14 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
             f"{source}: written by a newer tgsession (format version {version}; this one reads "
             f"up to {FORMAT_VERSION}). Upgrade tgsession: pip install -U tgsession"
         )
+    user_id, bot, self_access_hash = reader.user(obj.get("user"))
     return SessionData(
         dc=reader.dc(obj.get("dc")),
         auth_key=reader.auth_key(obj.get("auth_key")),
         takeout_id=reader.optional_integer(obj.get("takeout_id"), "takeout_id"),
-        user_id=_user_field(reader, obj.get("user"), "id"),
-        bot=_user_field(reader, obj.get("user"), "bot"),
-        self_access_hash=_user_field(reader, obj.get("user"), "access_hash"),
+        user_id=user_id,
+        bot=bot,
+        self_access_hash=self_access_hash,
         updates=reader.updates(obj.get("updates")),
         entities=reader.entities(obj.get("entities")),
     )
@@ -190,20 +190,6 @@ def decode_entity_row(raw: bytes, *, source: str = "entity row") -> EntityRow:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SessionCorruptError(f"{source}: invalid entity row") from exc
     return _Reader(source).entity_row(value, "entity row")
-
-
-def _user_field(reader: _Reader, value: Any, key: str) -> Any:
-    if value is None:
-        return None
-    user = reader.mapping(value, "user")
-    if key == "id":
-        return reader.integer(user.get("id"), "user.id")
-    if key == "access_hash":
-        return reader.optional_integer(user.get("access_hash"), "user.access_hash")
-    bot = user.get("bot")
-    if not isinstance(bot, bool):
-        raise reader.error("user.bot must be true or false")
-    return bot
 
 
 class _Reader:
@@ -238,6 +224,17 @@ class _Reader:
         if value is not None and not isinstance(value, str):
             raise self.error(f"{name} must be a string or null")
         return value
+
+    def user(self, value: Any) -> tuple[int | None, bool | None, int | None]:
+        """(id, bot, own access hash), or all None when no user is recorded."""
+        if value is None:
+            return None, None, None
+        user = self.mapping(value, "user")
+        user_id = self.integer(user.get("id"), "user.id")
+        bot = user.get("bot")
+        if not isinstance(bot, bool):
+            raise self.error("user.bot must be true or false")
+        return user_id, bot, self.optional_integer(user.get("access_hash"), "user.access_hash")
 
     def dc(self, value: Any) -> DcAddress | None:
         if value is None:

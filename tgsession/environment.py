@@ -72,16 +72,25 @@ def _load_dotenv(dotenv: str | os.PathLike[str] | bool | None) -> Path | None:
     return Path(path).resolve().parent
 
 
+def bot_session_name(token: str | None) -> str | None:
+    """The default session file name of a bot, ``bot-<id>.json`` (the id is public)."""
+    head = (token or "").split(":", 1)[0]
+    return f"bot-{head}.json" if token and ":" in token and head.isdigit() else None
+
+
 def read_settings(
     env: Mapping[str, str] | None = None,
     *,
     dotenv: str | os.PathLike[str] | bool | None = None,
-    default_name: str = "session.json",
+    for_bot: bool = False,
+    bot_token: str | None = None,
 ) -> Settings:
     """Read and validate the variables (``env`` defaults to ``os.environ`` after ``.env``).
 
-    The default session file is ``.tgsession/<default_name>`` in the folder of the ``.env``
+    The default session file is ``.tgsession/session.json`` in the folder of the ``.env``
     file, or in the current folder when there is none: two projects never share a session.
+    ``for_bot`` names it after the bot instead (:func:`bot_session_name`), so two bots never
+    share one either. ``bot_token`` overrides ``BOT_TOKEN``.
     """
     project = _load_dotenv(dotenv) if env is None else None
     source: Mapping[str, str] = os.environ if env is None else env
@@ -89,6 +98,9 @@ def read_settings(
     def get(name: str) -> str | None:
         value = source.get(name, "").strip()
         return value or None
+
+    bot_token = bot_token or get("BOT_TOKEN")
+    default_name = (bot_session_name(bot_token) if for_bot else None) or "session.json"
 
     api_id: int | None = None
     raw_id = get("APP_ID")
@@ -117,7 +129,7 @@ def read_settings(
     return Settings(
         api_id=api_id,
         api_hash=api_hash,
-        bot_token=get("BOT_TOKEN"),
+        bot_token=bot_token,
         session_file=session_file,
         session_url=get("SESSION_URL"),
         session_key=get("SESSION_KEY"),
@@ -134,7 +146,7 @@ def _parse_dc(value: str | None) -> tuple[int, str, int] | None:
         raise ConfigError(f"TG_DC must look like 2@149.154.167.40:443 (ID@HOST:PORT), got "
                           f"{value!r}; {_SEE}")
     dc_id, host, port = int(match[1]), match[2].strip("[]"), int(match[3])
-    if not 1 <= port <= 65535 or dc_id < 1:
+    if not 1 <= port <= 65535 or not 1 <= dc_id <= 10_000:  # what the session format holds
         raise ConfigError(f"TG_DC has an invalid DC id or port: {value!r}; {_SEE}")
     return dc_id, host, port
 
@@ -220,15 +232,8 @@ async def _build(
     dotenv = overrides.pop("dotenv", None)
     lock_wait: float | None = overrides.pop("lock_wait", None)
     given = {key: overrides.pop(key) for key in _OPTIONS if key in overrides}
-    default_name = "session.json"
-    if kind == "bot":
-        token = given.get("bot_token") or (env or {}).get("BOT_TOKEN") or None
-        if env is None:
-            _load_dotenv(dotenv)
-            token = token or os.environ.get("BOT_TOKEN", "").strip() or None
-        if token and ":" in token and token.split(":", 1)[0].isdigit():
-            default_name = f"bot-{token.split(':', 1)[0]}.json"
-    settings = read_settings(env, dotenv=dotenv, default_name=default_name)
+    settings = read_settings(env, dotenv=dotenv, for_bot=kind == "bot",
+                             bot_token=given.pop("bot_token", None))
     fields = {name: getattr(settings, name) for name in _OPTIONS}
     for name, value in given.items():
         if name == "session_file" and value is not None:

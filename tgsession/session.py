@@ -21,7 +21,7 @@ import datetime
 import json
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telethon import utils as tl_utils
@@ -51,9 +51,10 @@ __all__ = ["StorageSession"]
 
 log = logging.getLogger("tgsession")
 
-# Telethon awaits whatever close() returns (utils.maybe_async) but warns that async sessions
-# are experimental. Only close() and delete() return awaitables here, and they must, so that
-# ``await client.disconnect()`` returns after the final write.
+# Telethon awaits whatever session methods return (utils.maybe_async) but warns that async
+# sessions are experimental. close() and delete() return awaitables so that
+# ``await client.disconnect()`` returns after the final write, and get_input_entity() does
+# for a miss while the stored entity cache is still loading.
 warnings.filterwarnings(
     "ignore",
     message="Using async sessions support is an experimental feature",
@@ -92,7 +93,38 @@ async def _read_entity_cache(storage: EntityStorage, source: str) -> dict[int, b
         return {}
 
 
-_EntityIndex = tuple[dict[int, EntityRow], dict[str, int], dict[str, int], dict[str, int]]
+class _EntityCache:
+    """Cached entity rows, with the indexes Telethon's lookups use."""
+
+    __slots__ = ("by_name", "by_phone", "by_username", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[int, EntityRow] = {}
+        self.by_username: dict[str, int] = {}
+        self.by_phone: dict[str, int] = {}
+        self.by_name: dict[str, int] = {}
+
+    def put(self, row: EntityRow) -> None:
+        entity_id, _, username, phone, name = row
+        old = self.rows.get(entity_id)
+        if old is not None:
+            for index, key in ((self.by_username, old[2]), (self.by_phone, old[3]),
+                               (self.by_name, old[4])):
+                if key is not None and index.get(key) == entity_id:
+                    del index[key]
+        self.rows[entity_id] = row
+        if username is not None:
+            self.by_username[username] = entity_id
+        if phone is not None:
+            self.by_phone[phone] = entity_id
+        if name is not None:
+            self.by_name[name] = entity_id
+
+    def find(self, index: dict[str, int], key: str) -> tuple[int, int] | None:
+        entity_id = index.get(key)
+        return None if entity_id is None else (entity_id, self.rows[entity_id][1])
+
+
 #: Rows decoded per turn of the event loop (about a tenth of a millisecond of work).
 _DECODE_CHUNK = 100
 #: Seconds the entity cache waits before loading, unless a lookup needs it sooner.
@@ -109,7 +141,7 @@ def _is_row(value: Any) -> bool:
     )
 
 
-async def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityIndex:
+async def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityCache:
     """Decode stored rows and index them, a chunk per turn of the event loop.
 
     On the loop rather than in a thread: a decoding thread would hold the GIL in 5 ms
@@ -118,10 +150,7 @@ async def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityInd
     decoded row by row and the bad rows are skipped: a torn cache row costs one lookup,
     not the session.
     """
-    rows: dict[int, EntityRow] = {}
-    by_username: dict[str, int] = {}
-    by_phone: dict[str, int] = {}
-    by_name: dict[str, int] = {}
+    cache = _EntityCache()
     skipped = 0
     items = list(raw.items())
     for start in range(0, len(items), _DECODE_CHUNK):
@@ -140,17 +169,10 @@ async def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityInd
                 except SessionCorruptError:
                     skipped += 1
         for row in parsed:
-            entity_id, _, username, phone, name = row
-            rows[entity_id] = row
-            if username is not None:
-                by_username[username] = entity_id
-            if phone is not None:
-                by_phone[phone] = entity_id
-            if name is not None:
-                by_name[name] = entity_id
+            cache.put(row)
     if skipped:
         log.warning("skipped %d undecodable cached entities in %s", skipped, source)
-    return rows, by_username, by_phone, by_name
+    return cache
 
 
 class StorageSession(MemorySession):  # type: ignore[misc]
@@ -171,7 +193,6 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self,
         storage: Storage | None = None,
         data: SessionData | None = None,
-        entities: Iterable[EntityRow] = (),
         *,
         lease: Lease | None = None,
     ) -> None:
@@ -179,10 +200,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._storage = storage
         self._lease = lease
         self._rows_in_storage = isinstance(storage, EntityStorage)
-        self._rows: dict[int, EntityRow] = {}
-        self._by_username: dict[str, int] = {}
-        self._by_phone: dict[str, int] = {}
-        self._by_name: dict[str, int] = {}
+        self._cache = _EntityCache()
         self._pending_rows: dict[int, EntityRow] = {}
         self._entities_cleared = False
         self._user_id: int | None = None
@@ -200,8 +218,6 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._lease_lost_callbacks: list[Callable[[], object]] = []
         self._lease_watch: asyncio.Task[None] | None = None
         self._close_storage = False
-        for row in entities:
-            self._put_row(row)
         if data is not None:
             self._load(data)
 
@@ -228,8 +244,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         The entity cache of an :class:`~tgsession.storage.EntityStorage` loads in the
         background, a tenth of a second later (once the client has connected), so a restart
         does not wait for it: a lookup that misses before it is loaded starts the load at
-        once and waits for it (Telethon awaits the session's answer). ``wait_for_entities=True``, or
-        ``await session.entities_loaded()``, waits for the whole cache.
+        once and waits for it (Telethon awaits the session's answer).
+        ``wait_for_entities=True``, or ``await session.entities_loaded()``, waits for the
+        whole cache.
         """
         lease = None
         if lock and isinstance(storage, Lockable):
@@ -279,7 +296,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     seq=0, unread_count=0,
                 )
         for row in data.entities or ():
-            self._put_row(row)
+            self._cache.put(row)
 
     async def _load_entity_cache(self, storage: EntityStorage, source: str) -> None:
         # Let the client connect first (on loopback connecting is CPU-bound and would share
@@ -288,7 +305,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             await asyncio.wait_for(self._entities_wanted.wait(), _LOAD_DELAY)
         try:
             raw = await _read_entity_cache(storage, source)
-            index = await _decode_entity_cache(raw, source)
+            cache = await _decode_entity_cache(raw, source)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -296,10 +313,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                         "without it", source, type(exc).__name__, exc)
             return
         # Rows learned while the cache was loading are newer: they win.
-        newer = list(self._rows.values())
-        self._rows, self._by_username, self._by_phone, self._by_name = index
-        for row in newer:
-            self._put_row(row)
+        for row in self._cache.rows.values():
+            cache.put(row)
+        self._cache = cache
 
     async def entities_loaded(self) -> None:
         """Wait until the stored entity cache is loaded (at once if it already is)."""
@@ -371,7 +387,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         """The current state as :class:`~tgsession.SessionData` (entities inline; await
         :meth:`entities_loaded` first to include the whole stored cache)."""
         data = self._snapshot_core()
-        data.entities = list(self._rows.values())
+        data.entities = list(self._cache.rows.values())
         return data
 
     def _snapshot_core(self) -> SessionData:
@@ -395,20 +411,17 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             bot=self._bot,
             self_access_hash=self._self_hash,
             updates=updates,
-            entities=None if self._rows_in_storage else list(self._rows.values()),
+            entities=None if self._rows_in_storage else list(self._cache.rows.values()),
         )
 
     def __repr__(self) -> str:
         return (
             f"<StorageSession storage={self._storage!r} dc={self._dc_id} "
             f"authorized_key={'yes' if self._auth_key and self._auth_key.key else 'no'} "
-            f"entities={len(self._rows)}>"
+            f"entities={len(self._cache.rows)}>"
         )
 
     # -- Telethon's session API (synchronous; persistence happens in the background) ------
-
-    def set_dc(self, dc_id: int, server_address: str, port: int) -> None:
-        super().set_dc(dc_id, server_address, port)
 
     def clone(self, to_instance: Any = None) -> Any:
         """A memory-only copy (Telethon uses it for connections to other data centres)."""
@@ -435,9 +448,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         return self._delete()
 
     def process_entities(self, tlo: Any) -> None:
+        rows = self._cache.rows
         for row in self._entities_to_rows(tlo):
-            if self._rows.get(row[0]) != row:
-                self._put_row(row)
+            if rows.get(row[0]) != row:
+                self._cache.put(row)
                 self._pending_rows[row[0]] = row
 
     def _entity_to_row(self, e: Any) -> EntityRow | None:
@@ -464,43 +478,22 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         row: EntityRow | None = super()._entity_to_row(e)
         return row
 
-    def _put_row(self, row: EntityRow) -> None:
-        entity_id, _, username, phone, name = row
-        old = self._rows.get(entity_id)
-        if old is not None:
-            for index, key in ((self._by_username, old[2]), (self._by_phone, old[3]),
-                               (self._by_name, old[4])):
-                if key is not None and index.get(key) == entity_id:
-                    del index[key]
-        self._rows[entity_id] = row
-        if username is not None:
-            self._by_username[username] = entity_id
-        if phone is not None:
-            self._by_phone[phone] = entity_id
-        if name is not None:
-            self._by_name[name] = entity_id
-
-    def _lookup(self, index: dict[str, int], key: str) -> tuple[int, int] | None:
-        entity_id = index.get(key)
-        if entity_id is None:
-            return None
-        return entity_id, self._rows[entity_id][1]
-
     def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
-        return self._lookup(self._by_phone, phone)
+        return self._cache.find(self._cache.by_phone, phone)
 
     def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
-        return self._lookup(self._by_username, username)
+        return self._cache.find(self._cache.by_username, username)
 
     def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
-        return self._lookup(self._by_name, name)
+        return self._cache.find(self._cache.by_name, name)
 
     def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:
+        rows = self._cache.rows
         if exact:
-            row = self._rows.get(id)
+            row = rows.get(id)
             return self._self_row(id) if row is None else (row[0], row[1])
         for peer in (types.PeerUser(id), types.PeerChat(id), types.PeerChannel(id)):
-            row = self._rows.get(tl_utils.get_peer_id(peer))
+            row = rows.get(tl_utils.get_peer_id(peer))
             if row is not None:
                 return row[0], row[1]
         return self._self_row(id)
@@ -532,7 +525,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     @property
     def entity_count(self) -> int:
         """How many entities are cached."""
-        return len(self._rows)
+        return len(self._cache.rows)
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -554,7 +547,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     await self._write_pending()
                 if self._last_error is not None:
                     log.warning("session stored in %s again after earlier failures",
-                                describe_storage(self._storage))  # type: ignore[arg-type]
+                                self._where())
                     self._last_error = None
                 delay = _RETRY_FIRST
             except asyncio.CancelledError:
@@ -569,8 +562,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 log.error(
                     "could not store the session in %s (%s: %s); it is kept in memory and "
                     "the write is retried in %.2g s",
-                    describe_storage(self._storage),  # type: ignore[arg-type]
-                    type(exc).__name__, exc, delay,
+                    self._where(), type(exc).__name__, exc, delay,
                 )
                 self._retrying = True
                 try:
@@ -624,7 +616,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     log.error(
                         "the session could not be stored in %s when closing (%s: %s); "
                         "the latest changes are lost unless the storage comes back",
-                        describe_storage(self._storage), type(exc).__name__, exc,
+                        self._where(), type(exc).__name__, exc,
                     )
                     raise
         finally:
@@ -644,15 +636,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         storage = self._storage
         if storage is None:
             return
-        self._stop_entity_load()
-        self._rows.clear()
-        self._by_username.clear()
-        self._by_phone.clear()
-        self._by_name.clear()
-        self._pending_rows.clear()
-        self._auth_key = None
-        self._user_id = self._bot = self._self_hash = None
-        self._update_states.clear()
+        self._forget_state()
         self._dirty = False
         async with self._write_lock:
             if isinstance(storage, EntityStorage):
@@ -661,18 +645,17 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     async def forget_account(self) -> None:
         """Drop the auth key, the signed-in user and the entity cache (a dead session)."""
+        self._forget_state()
+        self._entities_cleared = True
+        await self.flush()
+
+    def _forget_state(self) -> None:
         self._stop_entity_load()
         self._auth_key = None
         self._user_id = self._bot = self._self_hash = None
         self._update_states.clear()
-        self._rows.clear()
-        self._by_username.clear()
-        self._by_phone.clear()
-        self._by_name.clear()
+        self._cache = _EntityCache()
         self._pending_rows.clear()
-        self._entities_cleared = True
-        self._dirty = True
-        await self.flush()
 
     async def release(self) -> None:
         """Flush and release the lease without a Telethon client (idempotent)."""

@@ -72,10 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        try:
-            args, extra = parser.parse_known_args(args_list)
-        except SystemExit as exit_:
-            return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+        args, extra = parser.parse_known_args(args_list)
         if getattr(args, "passthrough", False):
             args.extra = extra
         elif extra:
@@ -99,11 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         _error(str(exc))
         return exc.status
-    except ConfigError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    except ImportError as exc:
-        # A backend whose extra is missing: the message names the extra to install.
+    except (ConfigError, ImportError) as exc:
+        # (An ImportError is a backend whose extra is missing: it names the extra.)
         _error(str(exc))
         return EXIT_USAGE
     except (TgSessionError, OSError) as exc:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..environment import Settings
     from ..storage.base import Storage
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "CliError", "Context", "bot_session_name", "err"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "CliError", "Context", "err"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -30,13 +30,6 @@ class CliError(Exception):
 def err(message: str) -> None:
     """A note for the user on stderr (stdout stays clean for exports and --json)."""
     print(f"tgsession: {message}", file=sys.stderr, flush=True)
-
-
-def bot_session_name(token: str | None) -> str | None:
-    """The session file name ``bot_from_environment`` uses for a token: ``bot-<id>.json``."""
-    if token and ":" in token and token.split(":", 1)[0].isdigit():
-        return f"bot-{token.split(':', 1)[0]}.json"
-    return None
 
 
 @dataclasses.dataclass
@@ -67,7 +60,7 @@ class Context:
         return self._settings
 
     def _resolve(self) -> Settings:
-        from ..environment import read_settings
+        from ..environment import bot_session_name, read_settings
 
         settings = read_settings(dotenv=self.env_file)
         if self.session_url:
@@ -85,7 +78,10 @@ class Context:
                 raise ConfigError("BOT_TOKEN is not set (or not a bot token): get one from "
                                   "@BotFather; see .env.example")
             return settings
-        bot_settings = read_settings(dotenv=self.env_file, default_name=bot_name)
+        # SESSION_FILE is unset here: the bot's file sits where session.json would.
+        bot_settings = dataclasses.replace(
+            settings, session_file=settings.session_file.with_name(bot_name)
+        )
         # Without --bot, a bot's session is still found when it is the only one there.
         if self.bot or (not settings.session_file.exists()
                         and bot_settings.session_file.exists()):

@@ -5,17 +5,19 @@ Writes hold the storage's lease (when it has one), so they never race a running 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 
-from .._errors import SessionNotFoundError
+from .._errors import SessionCorruptError, SessionDecryptError, SessionNotFoundError
 from ..codec import SessionData, encode_entity_row, encode_session
 from ..session import StorageSession
-from ..storage.base import EntityStorage, Lease, Lockable, Storage
+from ..storage.base import EntityStorage, Lockable, Storage
 from ._context import CliError
 
 __all__ = [
-    "has_session", "raw_session", "read_stored", "remove_session", "replace_session",
-    "restore_raw",
+    "has_session", "leased", "raw_session", "read_stored", "remove_session",
+    "replace_session", "restore_raw",
 ]
 
 
@@ -25,6 +27,8 @@ async def has_session(storage: Storage) -> bool:
         await storage.load_session()
     except SessionNotFoundError:
         return False
+    except (SessionCorruptError, SessionDecryptError):
+        pass  # stored, only not readable
     return True
 
 
@@ -37,8 +41,15 @@ async def read_stored(storage: Storage) -> SessionData | None:
     return session.snapshot()
 
 
-async def _acquire(storage: Storage) -> Lease | None:
-    return await storage.acquire(wait=0) if isinstance(storage, Lockable) else None
+@contextlib.asynccontextmanager
+async def leased(storage: Storage) -> AsyncIterator[None]:
+    """Hold the storage's lease (when it has one) for the block; fail fast if taken."""
+    lease = await storage.acquire(wait=0) if isinstance(storage, Lockable) else None
+    try:
+        yield
+    finally:
+        if lease is not None:
+            await lease.release()
 
 
 async def replace_session(storage: Storage, data: SessionData, *, force: bool, where: str) -> None:
@@ -47,8 +58,7 @@ async def replace_session(storage: Storage, data: SessionData, *, force: bool, w
     Raises :class:`CliError` when a session is stored there already and ``force`` is false,
     and :class:`~tgsession.SessionLockedError` while another holder uses it.
     """
-    lease = await _acquire(storage)
-    try:
+    async with leased(storage):
         if not force and await has_session(storage):
             raise CliError(f"{where} already holds a session; add --force to replace it")
         rows = list(data.entities or [])
@@ -60,23 +70,16 @@ async def replace_session(storage: Storage, data: SessionData, *, force: bool, w
             await storage.store_session(encode_session(dataclasses.replace(data, entities=None)))
         else:
             await storage.store_session(encode_session(dataclasses.replace(data, entities=rows)))
-    finally:
-        if lease is not None:
-            await lease.release()
 
 
 async def remove_session(storage: Storage) -> bool:
     """Delete the stored session and its entities; return whether there was one."""
-    lease = await _acquire(storage)
-    try:
+    async with leased(storage):
         existed = await has_session(storage)
         if isinstance(storage, EntityStorage):
             await storage.clear_entities()
         await storage.store_session(b"")
         return existed
-    finally:
-        if lease is not None:
-            await lease.release()
 
 
 async def raw_session(storage: Storage) -> bytes | None:
@@ -92,9 +95,5 @@ async def restore_raw(storage: Storage, raw: bytes | None) -> None:
     if raw is None:
         await remove_session(storage)
         return
-    lease = await _acquire(storage)
-    try:
+    async with leased(storage):
         await storage.store_session(raw)
-    finally:
-        if lease is not None:
-            await lease.release()

@@ -87,12 +87,11 @@ async def _demo(args: argparse.Namespace) -> int:
                 _say(f"  @{user.username} sent \"hi\"; the bot answered "
                      f"{reply!r}" + ("" if replied else "  <-- expected 'hi'"))
                 calls = tg.call_count(_SIGN_IN)
+                signed_in = calls == 1
                 if start == 1:
-                    signed_in = calls == 1
                     _say(f"  signed in with the bot token ({_SIGN_IN} calls: {calls})"
                          + ("" if signed_in else "  <-- expected 1"))
                 else:
-                    signed_in = calls == 1
                     _say(f"  signed in again? {'no' if signed_in else 'YES'}: {_SIGN_IN} "
                          f"calls {'still' if signed_in else 'now'} {calls}"
                          + (", the stored session was reused" if signed_in else

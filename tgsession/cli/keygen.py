@@ -36,9 +36,9 @@ def register_encrypt(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _encrypt(args: argparse.Namespace) -> int:
-    from ..storage.base import Lockable
     from ..storage.encrypted import EncryptedStorage
     from ._context import EXIT_USAGE, CliError, Context
+    from ._stored import leased
 
     context = Context.from_args(args)
     storage = context.storage()
@@ -46,12 +46,8 @@ async def _encrypt(args: argparse.Namespace) -> int:
         raise CliError("SESSION_KEY is not set: create a key with 'tgsession keygen', put it "
                        "in SESSION_KEY (in .env or the environment), then run this again",
                        EXIT_USAGE)
-    lease = await storage.acquire(wait=0) if isinstance(storage, Lockable) else None
-    try:
+    async with leased(storage):
         changed = await storage.encrypt_existing()
-    finally:
-        if lease is not None:
-            await lease.release()
     if changed:
         print(f"Encrypted the session in {context.where()}.")
     else:

@@ -91,11 +91,18 @@ async def _logout(args: argparse.Namespace) -> int:
 
     ctx = Context.from_args(args)
     where = ctx.where()
+    if args.local_only:
+        # Deleting needs no decoding: a damaged session is removed too.
+        if await remove_session(ctx.storage()):
+            print(f"Removed the session from {where}.")
+        else:
+            print(f"No session is stored in {where}; nothing to log out.")
+        return 0
     data = await read_stored(ctx.storage())
     if data is None:
         print(f"No session is stored in {where}; nothing to log out.")
         return 0
-    if not args.local_only and data.auth_key is not None:
+    if data.auth_key is not None:
         print(await _log_out_on_server(ctx))
     await remove_session(ctx.storage())
     print(f"Removed the session from {where}.")

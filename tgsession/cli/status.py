@@ -125,7 +125,7 @@ def _print_table(info: dict[str, Any]) -> None:
         rows.append(("last written", info["last_written"]))
     if info["permissions"] is not None:
         rows.append(("permissions", info["permissions"]))
-    if "lock_holder" in info and (info["lock_holder"] or info["permissions"] is not None):
+    if info["lock_holder"] or info["permissions"] is not None:
         rows.append(("lock", f"held by {info['lock_holder']}" if info["lock_holder"] else "free"))
     if "authorized" in info:
         rows.append(("authorized", "yes (checked with Telegram)" if info["authorized"]

@@ -4,8 +4,6 @@ and between storages."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,7 +77,7 @@ async def _export(args: argparse.Namespace) -> int:
 
     ctx = Context.from_args(args)
     where = ctx.where()
-    if args.format == "telethon-sqlite" and args.out is None:
+    if args.format == "telethon-sqlite" and args.out in (None, "-"):
         raise CliError("--format telethon-sqlite writes a file: give OUT, e.g. "
                        "'tgsession export --format telethon-sqlite bot.session'", EXIT_USAGE)
     api_id = args.api_id if args.api_id is not None else ctx.settings().api_id
@@ -128,18 +126,9 @@ def _write_output(payload: bytes, out: Path | None) -> None:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
         return
-    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    from ..storage.file import write_private_file
+
+    write_private_file(out, payload)
 
 
 # -- import -------------------------------------------------------------------------------
@@ -190,7 +179,7 @@ def _read_source(source: str) -> tuple[bytes, str]:
 async def _copy(args: argparse.Namespace) -> int:
     from ..environment import read_settings
     from ..storage.url import redact_url, storage_from_url
-    from ._stored import read_stored, replace_session
+    from ._stored import leased, read_stored, replace_session
 
     settings = read_settings(dotenv=args.env_file)
     src_where, dst_where = redact_url(args.src), redact_url(args.dst)
@@ -202,17 +191,11 @@ async def _copy(args: argparse.Namespace) -> int:
         dst = EncryptedStorage(dst, settings.session_key)
     if src_where == dst_where:
         raise CliError("SRC_URL and DST_URL name the same storage", EXIT_USAGE)
-    from ..storage.base import Lockable
-
-    lease = await src.acquire(wait=0) if isinstance(src, Lockable) else None
-    try:
+    async with leased(src):
         data = await read_stored(src)
         if data is None:
             raise CliError(f"no session is stored in {src_where}")
         await replace_session(dst, data, force=args.force, where=dst_where)
-    finally:
-        if lease is not None:
-            await lease.release()
     print(f"Copied the session ({len(data.entities or [])} cached entities) from {src_where} "
           f"to {dst_where}.")
     print("Use only one of them at a time: Telegram burns a key used from two places at once.")

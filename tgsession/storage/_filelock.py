@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
+from ._lease import local_holder
 
 if sys.platform != "win32":
     import fcntl
@@ -32,7 +32,8 @@ _T = TypeVar("_T")
 
 
 def run_blocking(func: Callable[..., _T], *args: Any) -> Awaitable[_T]:
-    """Run ``func(*args)`` in aiofiles' worker thread pool: one hop off the event loop."""
+    """Run ``func(*args)`` in the event loop's default executor (aiofiles' wrapper): one
+    hop off the event loop."""
     return aiofiles.os.wrap(func)(*args)
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -91,11 +92,6 @@ class FileLease:
         await self.release()
 
 
-def describe_this_process() -> str:
-    """``pid N on HOST``: how a holder is named in errors and in the lock file."""
-    return f"pid {os.getpid()} on {socket.gethostname()}"
-
-
 async def acquire_file_lock(
     lock_path: Path,
     *,
@@ -115,7 +111,7 @@ async def acquire_file_lock(
     :class:`~tgsession.SessionStorageError` when the lock file cannot be opened.
     """
     _require_flock()
-    holder = describe_this_process()
+    holder = local_holder()
     record = f"{holder} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(wait, 0.0)
@@ -238,7 +234,7 @@ def _still_locks(fd: int, lock_path: Path) -> bool:
 
 def _locked_message(target: Path, lock_path: Path, holder: str | None, wait: float) -> str:
     who = holder or "another process (it has not recorded itself yet)"
-    if holder is not None and holder.startswith(describe_this_process() + " "):
+    if holder is not None and holder.startswith(local_holder() + " "):
         who = f"this very process ({holder}: another FileStorage, or a lease not released)"
     waited = f" after waiting {wait:g} s" if wait > 0 else ""
     return (

@@ -34,6 +34,7 @@ __all__ = [
     "current_token",
     "describe_holder",
     "local_holder",
+    "locked_error",
     "new_token",
     "validate_lease_ttl",
 ]
@@ -66,6 +67,15 @@ def describe_holder(holder: str, since: datetime | float | None) -> str:
         since = datetime.fromtimestamp(since, tz=timezone.utc)
     stamp = since.astimezone(timezone.utc).strftime("%H:%M:%SZ")
     return f"{holder or 'an unknown holder'} (since {stamp})"
+
+
+def locked_error(what: str, where: str, holder: str) -> SessionLockedError:
+    """The refusal of a write by someone who does not hold the live lease."""
+    return SessionLockedError(
+        f"cannot {what}: the session on {where} is held by {holder}; "
+        "acquire the lease first, or stop the other holder",
+        holder=holder,
+    )
 
 
 def validate_lease_ttl(ttl: float) -> float:
@@ -144,6 +154,11 @@ class ServerLease:
         if self._lost_reason is not None:
             raise self.lost_error()
 
+    def taken_over(self) -> LeaseLostError:
+        """Record that another holder took the lease over; return the error to raise."""
+        self.mark_lost("another holder took it over")
+        return self.lost_error()
+
     def lost_error(self) -> LeaseLostError:
         """The error that reports this lease as lost."""
         return LeaseLostError(
@@ -161,8 +176,7 @@ class ServerLease:
         if self._released:
             raise LeaseLostError(f"the lease on {self._where} was released")
         if not await self._storage._renew_lease(self):
-            self.mark_lost("another holder took it over")
-            raise self.lost_error()
+            raise self.taken_over()
 
     async def wait_lost(self) -> None:
         """Return once the lease is lost, for example to stop the client at once."""

@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-__all__ = ["EntityStorage", "Lease", "Lockable", "Storage"]
+__all__ = ["ENCRYPTED_MAGIC", "EntityStorage", "Lease", "Lockable", "Storage"]
+
+#: How :class:`~tgsession.EncryptedStorage`'s output begins (never valid JSON), so readers
+#: without the key can say "encrypted" rather than "corrupt".
+ENCRYPTED_MAGIC = b"TGSE"
 
 
 @runtime_checkable
@@ -51,8 +55,9 @@ class Lease(Protocol):
 
     ``holder`` describes this holder (for example ``pid 42 on host-a``). ``check()``
     raises :class:`~tgsession.LeaseLostError` when the claim was lost (expired or taken
-    over); storages call it before every write so a stale holder cannot overwrite a
-    newer session. ``release()`` is idempotent.
+    over). Storages shared between hosts fence their writes on the server in the same step
+    as the write, so a stale holder cannot overwrite a newer session. ``release()`` is
+    idempotent.
     """
 
     @property

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from .._errors import SessionDecryptError, SessionNotFoundError, SessionVersionError
 from ..keys import KEY_LENGTH, SessionKey, parse_key
-from .base import EntityStorage, Lease, Lockable, Storage
+from .base import ENCRYPTED_MAGIC, EntityStorage, Lease, Lockable, Storage
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -50,7 +50,7 @@ __all__ = ["EncryptedStorage"]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"TGSE"
+MAGIC = ENCRYPTED_MAGIC
 VERSION = 1
 KDF_RAW = 0
 KDF_SCRYPT = 1

@@ -7,7 +7,7 @@ Three files live side by side (all 0600, in a folder created 0700)::
     session.json.lock       flock'ed by the holder, names it; never deleted
 
 Every file operation runs off the event loop, and each public operation is ONE plain
-blocking function run once in aiofiles' worker thread pool (``aiofiles.os.wrap``):
+blocking function run once in the event loop's default executor (``aiofiles.os.wrap``):
 ``acquire`` (folders, lock, tidying), ``load_session`` (open, fstat, permission check, read, close),
 ``store_session`` (folders, checks, temp file, write, fsync, rename, folder fsync),
 ``load_entities`` (read and replay), ``store_entities`` (encode, append, fsync). Each
@@ -37,18 +37,23 @@ from typing import TypeVar
 
 from .._errors import SessionNotFoundError, SessionStorageError, TgSessionError
 from ._entitylog import HEADER, Replay, encode_records, replay
-from ._filelock import FileLease, acquire_file_lock, probe_lock_holder, run_blocking
+from ._filelock import (
+    _O_CLOEXEC,
+    _O_NOFOLLOW,
+    FileLease,
+    acquire_file_lock,
+    probe_lock_holder,
+    run_blocking,
+)
 
 if sys.platform == "darwin":
     import fcntl
 
-__all__ = ["FileStorage"]
+__all__ = ["FileStorage", "write_private_file"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _TEMP_ATTEMPTS = 8
 #: The entity log is compacted once it holds more than this many records...
@@ -78,7 +83,7 @@ class FileStorage:
       deletes the file, so nothing is stored. ``load_session`` raises
       :class:`~tgsession.SessionNotFoundError` for a missing or empty file.
     - Permissions: folders it creates are 0700. A session or entity file that group or
-      others may read or write, or that another user owns, is refused with
+      others may read or write, or that another user than this one or root owns, is refused with
       :class:`~tgsession.SessionStorageError` saying how to fix it (as ssh does with
       private keys) and left untouched, unless ``allow_insecure_permissions=True``.
     - I/O failures (disk full, read-only file system, ...) raise
@@ -294,13 +299,8 @@ class FileStorage:
         try:
             _make_private_folders(target.parent)
             self._check_existing(target)
-            temp = _write_temp(target, data)
+            write_private_file(target, data)
         except OSError as error:
-            raise _storage_error("write", target, error) from error
-        try:
-            _commit(temp, target)
-        except OSError as error:
-            _remove_quietly(temp)
             raise _storage_error("write", target, error) from error
 
     def _make_folders_for_lock(self) -> None:
@@ -396,6 +396,20 @@ class _Compacted:
 def _compacted_log(data: bytes, where: str) -> _Compacted:
     rows = replay(data, where).rows
     return _Compacted(HEADER + encode_records(rows.items()), len(rows))
+
+
+def write_private_file(target: Path, data: bytes) -> None:
+    """Atomically replace ``target`` with ``data``, 0600 from the first byte (blocking).
+
+    A new temporary file beside it, fsynced, renamed over it, then the folder fsynced: a
+    crash leaves the old file or the new one. Raises OSError; no temporary file is left.
+    """
+    temp = _write_temp(target, data)
+    try:
+        _commit(temp, target)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
 
 
 def _write_temp(target: Path, data: bytes) -> Path:

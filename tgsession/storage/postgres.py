@@ -34,13 +34,18 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
 
 from .._errors import (
     ConfigError,
-    LeaseLostError,
-    SessionLockedError,
     SessionNotFoundError,
     SessionStorageError,
     TgSessionError,
 )
-from ._lease import DEFAULT_LEASE_TTL, LeasingStorage, ServerLease, current_token, describe_holder
+from ._lease import (
+    DEFAULT_LEASE_TTL,
+    LeasingStorage,
+    ServerLease,
+    current_token,
+    describe_holder,
+    locked_error,
+)
 from .url import mask_secrets, redact_url, split_options, url_secrets
 
 __all__ = ["PostgresStorage"]
@@ -199,7 +204,7 @@ class PostgresStorage(LeasingStorage):
             )
             if status.split()[-1] == "0":
                 assert lease is not None  # a token comes from a lease
-                raise self._lost(lease)
+                raise lease.taken_over()
             return
         sql = (
             f"INSERT INTO {self._sessions} AS s (name, data) VALUES ($1, $2) "
@@ -327,14 +332,9 @@ class PostgresStorage(LeasingStorage):
 
         await self._run(what, run)
         if outcome == ["lost"] and lease is not None:
-            raise self._lost(lease)
+            raise lease.taken_over()
         elif outcome:
-            raise SessionLockedError(self._locked_message(what, outcome[0]), holder=outcome[0])
-
-    @staticmethod
-    def _lost(lease: ServerLease) -> LeaseLostError:
-        lease.mark_lost("another holder took it over")
-        return lease.lost_error()
+            raise locked_error(what, self._where, outcome[0])
 
     async def _live_holder(self) -> str | None:
         sql = (
@@ -346,13 +346,7 @@ class PostgresStorage(LeasingStorage):
 
     async def _refuse_unleased(self, what: str) -> None:
         holder = await self._live_holder() or "another holder"
-        raise SessionLockedError(self._locked_message(what, holder), holder=holder)
-
-    def _locked_message(self, what: str, holder: str) -> str:
-        return (
-            f"cannot {what}: the session on {self._where} is held by {holder}; "
-            "acquire the lease first, or stop the other holder"
-        )
+        raise locked_error(what, self._where, holder)
 
     async def _ready(self) -> Any:
         """The pool, created on first use, with the tables in place."""

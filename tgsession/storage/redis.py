@@ -33,8 +33,15 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
         "RedisStorage needs the redis package: pip install 'tgsession[redis]'"
     ) from exc
 
-from .._errors import ConfigError, SessionLockedError, SessionNotFoundError, SessionStorageError
-from ._lease import DEFAULT_LEASE_TTL, LeasingStorage, ServerLease, current_token, describe_holder
+from .._errors import ConfigError, SessionNotFoundError, SessionStorageError
+from ._lease import (
+    DEFAULT_LEASE_TTL,
+    LeasingStorage,
+    ServerLease,
+    current_token,
+    describe_holder,
+    locked_error,
+)
 from .url import mask_secrets, redact_url, split_options, url_secrets
 
 __all__ = ["RedisStorage"]
@@ -333,15 +340,10 @@ class RedisStorage(LeasingStorage):
         if status > 0:
             return
         if status == 0 and lease is not None:
-            lease.mark_lost("another holder took it over")
-            raise lease.lost_error()
+            raise lease.taken_over()
         since = float(reply[2]) if len(reply) > 2 and reply[2] else None
         holder = describe_holder(reply[1].decode(errors="replace"), since) if len(reply) > 1 else ""
-        raise SessionLockedError(
-            f"cannot {what}: the session on {self._where} is held by {holder}; "
-            "acquire the lease first, or stop the other holder",
-            holder=holder,
-        )
+        raise locked_error(what, self._where, holder)
 
     async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
         try:
@@ -363,7 +365,15 @@ def _client_from_url(url: str) -> aioredis.Redis:
             "the URL to RedisStorage.from_url(), or give them as keyword arguments"
         )
     try:
-        parse_url(url)  # checks the port and the driver's options now, not on first use
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        # Not the driver's message: it quotes the "port", which may be part of a password.
+        raise ConfigError(
+            f"Redis URL {redact_url(url)!r} has an invalid port (percent-encode any /, @ or : "
+            "in the password)"
+        ) from None
+    try:
+        parse_url(url)  # checks the driver's options now, not on first use
     except ValueError as exc:
         raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {exc}") from None
     return aioredis.Redis.from_url(

@@ -17,6 +17,7 @@ from typing import Any
 
 from telethon import helpers
 from telethon.crypto import AES, AuthKey
+from telethon.crypto.rsa import get_byte_array
 from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
 
@@ -43,10 +44,6 @@ class _Progress:
 
 def _is_full_length(key: bytes) -> bool:
     return len(key) == 256
-
-
-def _minimal_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 class Handshake:
@@ -109,7 +106,7 @@ class Handshake:
                 server_nonce=progress.server_nonce,
                 g=G,
                 dh_prime=PRIME_BYTES,
-                g_a=_minimal_bytes(g_a),
+                g_a=get_byte_array(g_a),
                 server_time=int(time.time()),
             )
         )
@@ -135,7 +132,7 @@ class Handshake:
         g_b = int.from_bytes(inner.g_b, "big")
         if not _SAFETY <= g_b <= PRIME - _SAFETY:
             raise HandshakeError("g_b out of range")
-        key_bytes = _minimal_bytes(pow(g_b, progress.a, PRIME))
+        key_bytes = get_byte_array(pow(g_b, progress.a, PRIME))
         auth_key = AuthKey(key_bytes)
         self._progress = None
         if not _is_full_length(key_bytes) and not self._allow_short_keys:

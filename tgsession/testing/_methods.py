@@ -290,8 +290,9 @@ def _log_out(call: Call, request: Any) -> TLObject:
 @_handles(functions.auth.ExportAuthorizationRequest)
 def _export_authorization(call: Call, request: Any) -> TLObject:
     token = os.urandom(32)
-    call.world.exported_authorizations[token] = call.me().id
-    return types.auth.ExportedAuthorization(id=call.me().id, bytes=token)
+    me = call.me()
+    call.world.exported_authorizations[token] = me.id
+    return types.auth.ExportedAuthorization(id=me.id, bytes=token)
 
 
 @_handles(functions.auth.ImportAuthorizationRequest, needs_auth=False)
@@ -396,7 +397,12 @@ def _get_history(call: Call, request: Any) -> TLObject:
 
 @_handles(functions.updates.GetStateRequest)
 def _get_state(call: Call, request: Any) -> TLObject:
-    return types.updates.State(pts=call.me().box.pts, qts=0, date=now(), seq=0, unread_count=0)
+    return _state(call.me())
+
+
+def _state(me: Account) -> TLObject:
+    """The account's update state: its box's pts (no qts or seq in this server)."""
+    return types.updates.State(pts=me.box.pts, qts=0, date=now(), seq=0, unread_count=0)
 
 
 @_handles(functions.updates.GetDifferenceRequest)
@@ -412,7 +418,7 @@ def _get_difference(call: Call, request: Any) -> TLObject:
         other_updates=[],
         chats=[],
         users=[call.world.accounts[p].as_user(me) for p in sorted(peers)],
-        state=types.updates.State(pts=me.box.pts, qts=0, date=now(), seq=0, unread_count=0),
+        state=_state(me),
     )
 
 

@@ -7,14 +7,11 @@ protects nothing, it only lets the real handshake run without generating a key a
 from __future__ import annotations
 
 import functools
-import struct
 import threading
-from hashlib import sha1
 from pathlib import Path
 
 import rsa
 from telethon.crypto import rsa as telethon_rsa
-from telethon.tl.tlobject import TLObject
 
 PRIVATE_KEY_PATH = Path(__file__).with_name("test_rsa_key.pem")
 PUBLIC_KEY_PATH = Path(__file__).with_name("test_rsa_public_key.pem")
@@ -31,11 +28,8 @@ def private_key() -> rsa.PrivateKey:
 
 @functools.cache
 def fingerprint() -> int:
-    """The key's fingerprint as Telegram computes it (last 8 bytes of sha1(n, e), signed)."""
-    key = private_key()
-    n = TLObject.serialize_bytes(_minimal_bytes(key.n))
-    e = TLObject.serialize_bytes(_minimal_bytes(key.e))
-    value: int = struct.unpack("<q", sha1(n + e).digest()[-8:])[0]
+    """The key's fingerprint, computed by Telethon's own code so both sides agree."""
+    value: int = telethon_rsa._compute_fingerprint(private_key())
     return value
 
 
@@ -63,6 +57,3 @@ def trust_test_key() -> None:
             telethon_rsa.add_key(PUBLIC_KEY_PATH.read_text(), old=False)
             _trusted = True
 
-
-def _minimal_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")

@@ -238,7 +238,7 @@ class FakeTelegram:
             )
         )
 
-    def account(self, who: int | str) -> Account:
+    def account(self, who: int | str | Account) -> Account:
         """Look an account up by id, ``@username``/username or phone; KeyError if unknown."""
         found = self._find(who)
         if found is None:
@@ -296,18 +296,13 @@ class FakeTelegram:
 
         Raises KeyError for a key the server does not know.
         """
-        if isinstance(key, AuthKey):
-            key_id = key.key_id
-        elif isinstance(key, bytes):
-            key_id = AuthKey(key).key_id
-        else:
-            key_id = key
+        key_id = key if isinstance(key, int) else _key_id(key)
         if not self._world.forget_key(key_id):
             raise KeyError("unknown auth key")
 
     def is_burned(self, key: bytes | AuthKey) -> bool:
         """Whether the key was burned by AUTH_KEY_DUPLICATED."""
-        key_id = key.key_id if isinstance(key, AuthKey) else AuthKey(key).key_id
+        key_id = _key_id(key)
         return any(r.burned for (_, kid), r in self._world.keys.items() if kid == key_id)
 
     # --- rpc controls ---------------------------------------------------------------------
@@ -347,7 +342,9 @@ class FakeTelegram:
         return message.text
 
     def _require(self, who: Account | str) -> Account:
-        found = self._find(who)
-        if found is None:
-            raise KeyError(f"unknown account {who!r}")
-        return found
+        return self.account(who)
+
+
+def _key_id(key: bytes | AuthKey) -> int:
+    key_id: int = (key if isinstance(key, AuthKey) else AuthKey(key)).key_id
+    return key_id

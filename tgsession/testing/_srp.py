@@ -6,7 +6,6 @@ primality check it would otherwise run (which, on any other prime, does not fini
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -29,15 +28,10 @@ PRIME = int(
 PRIME_BYTES = PRIME.to_bytes(256, "big")
 
 
-def _h(*parts: bytes) -> bytes:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    return digest.digest()
-
-
-def _pad(value: int) -> bytes:
-    return value.to_bytes(256, "big")
+# SRP's hash and padding are Telethon's own (telethon.password), so both sides agree.
+_h = telethon_password.sha256
+_pad = telethon_password.big_num_for_hash
+_K = int.from_bytes(_h(PRIME_BYTES, _pad(G)), "big")
 
 
 def new_algo() -> types.PasswordKdfAlgoSHA256SHA256PBKDF2HMACSHA512iter100000SHA256ModPow:
@@ -51,13 +45,14 @@ def new_algo() -> types.PasswordKdfAlgoSHA256SHA256PBKDF2HMACSHA512iter100000SHA
 class PasswordVerifier:
     """What the server keeps of a 2FA password: salts and the verifier ``g^x mod p``.
 
-    ``srp_sessions`` maps each srp_id handed out by ``account.getPassword`` to its secret ``b``.
+    ``srp_sessions`` maps each srp_id handed out by ``account.getPassword`` to its secret
+    ``b`` and the ``srp_B`` sent with it.
     """
 
     salt1: bytes
     salt2: bytes
     verifier: int
-    srp_sessions: dict[int, int] = field(default_factory=dict, repr=False)
+    srp_sessions: dict[int, tuple[int, bytes]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_password(cls, password: str) -> PasswordVerifier:
@@ -77,23 +72,21 @@ class PasswordVerifier:
 
     def start(self) -> tuple[int, bytes]:
         """Open an SRP exchange: returns ``(srp_id, srp_B)``."""
-        k = int.from_bytes(_h(PRIME_BYTES, _pad(G)), "big")
         while True:
             b = int.from_bytes(os.urandom(256), "big") % PRIME
-            big_b = (k * self.verifier + pow(G, b, PRIME)) % PRIME
+            big_b = (_K * self.verifier + pow(G, b, PRIME)) % PRIME
             if big_b > 0:
                 break
         srp_id = secrets.randbits(63)
-        self.srp_sessions[srp_id] = b
+        self.srp_sessions[srp_id] = (b, _pad(big_b))
         return srp_id, _pad(big_b)
 
     def check(self, srp_id: int, a_bytes: bytes, m1: bytes) -> bool | None:
         """Whether the client proved the password; ``None`` for an unknown ``srp_id``."""
-        b = self.srp_sessions.get(srp_id)
-        if b is None:
+        session = self.srp_sessions.get(srp_id)
+        if session is None:
             return None
-        k = int.from_bytes(_h(PRIME_BYTES, _pad(G)), "big")
-        big_b = _pad((k * self.verifier + pow(G, b, PRIME)) % PRIME)
+        b, big_b = session
         big_a = int.from_bytes(a_bytes, "big")
         if not 0 < big_a < PRIME:
             return False
@@ -101,7 +94,7 @@ class PasswordVerifier:
         u = int.from_bytes(_h(a_padded, big_b), "big")
         secret = pow(big_a * pow(self.verifier, u, PRIME), b, PRIME)
         expected = _h(
-            bytes(x ^ y for x, y in zip(_h(PRIME_BYTES), _h(_pad(G)), strict=True)),
+            telethon_password.xor(_h(PRIME_BYTES), _h(_pad(G))),
             _h(self.salt1),
             _h(self.salt2),
             a_padded,

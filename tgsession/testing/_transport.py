@@ -15,11 +15,8 @@ from zlib import crc32
 class TransportError(Exception):
     """The peer broke the framing (bad checksum or length); the connection must be dropped."""
 
-
 class Transport:
     """Reads and writes packets of one transport on one connection."""
-
-    name = "abstract"
 
     async def read_packet(self, reader: asyncio.StreamReader) -> bytes:
         """One packet's payload; raises ``asyncio.IncompleteReadError`` at end of stream."""
@@ -36,8 +33,6 @@ class Transport:
 
 class FullTransport(Transport):
     """length, sequence number, payload, crc32."""
-
-    name = "full"
 
     def __init__(self, first_length: bytes) -> None:
         self._pending_length: bytes | None = first_length
@@ -71,8 +66,6 @@ class FullTransport(Transport):
 class AbridgedTransport(Transport):
     """One length byte (in 4-byte words), or 0x7f and three more."""
 
-    name = "abridged"
-
     async def read_packet(self, reader: asyncio.StreamReader) -> bytes:
         length = (await reader.readexactly(1))[0]
         if length >= 0x7F:
@@ -88,8 +81,6 @@ class AbridgedTransport(Transport):
 
 class IntermediateTransport(Transport):
     """A 4-byte length, then the payload (with up to 3 padding bytes when ``padded``)."""
-
-    name = "intermediate"
 
     def __init__(self, *, padded: bool = False) -> None:
         self._padded = padded
