@@ -20,6 +20,7 @@ holder whose lease was taken over cannot overwrite the newer holder's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -417,15 +418,61 @@ class PostgresStorage(LeasingStorage):
 
     @staticmethod
     async def _with_connection(pool: Any, op: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``op`` on a connection of its own; once more on a fresh one if it was dead.
+
+        The connection is only ever handed back through the pool's API, never touched after
+        a failure: when the server ends a connection, asyncpg may already have detached it
+        from our proxy and put its holder back in the pool (where another task can take
+        it), so calling anything on the proxy then fails or races. Instead the pool is told
+        to replace every connection it has (``expire_connections``: after a server restart
+        they are all dead) and the failed one is released, which closes it. The retry then
+        starts on a new connection, and each statement runs alone on its connection.
+        """
         for attempt in (1, 2):
-            async with pool.acquire() as conn:
-                try:
-                    return await op(conn)
-                except _RECONNECT_ERRORS:
-                    if attempt == 2:
-                        raise
-                    # Every pooled connection may be dead (a server restart): make the
-                    # pool open fresh ones, starting with the retry.
-                    conn.terminate()
-                    await pool.expire_connections()
+            conn = await _acquire_fresh_enough(pool)
+            try:
+                result = await op(conn)
+            except _RECONNECT_ERRORS:
+                await _discard(pool, conn)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                await _release(pool, conn)
+                raise
+            await _release(pool, conn)  # the statement's outcome stands, whatever this meets
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Connecting may meet the same outage as the statement (a server restarting, a backend
+# killed while it starts): a few quick tries, so one bad moment is not one failed write.
+_CONNECT_TRIES = 3
+_CONNECT_PAUSE = 0.05
+
+
+async def _acquire_fresh_enough(pool: Any) -> Any:
+    for attempt in range(1, _CONNECT_TRIES + 1):
+        try:
+            return await pool.acquire()
+        except _RECONNECT_ERRORS:
+            if attempt == _CONNECT_TRIES:
+                raise
+            await asyncio.sleep(_CONNECT_PAUSE * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _discard(pool: Any, conn: Any) -> None:
+    """Give a connection that met a dead server back so that the pool closes it."""
+    await pool.expire_connections()  # every connection made before now is replaced
+    await _release(pool, conn)
+
+
+async def _release(pool: Any, conn: Any) -> None:
+    """Hand ``conn`` back to the pool. The pool resets it, and if the reset fails (the
+    server ended it meanwhile) terminates it itself: that is not this statement's failure."""
+    with contextlib.suppress(*_RECONNECT_ERRORS, asyncio.TimeoutError):
+        await asyncio.wait_for(pool.release(conn), _RELEASE_TIMEOUT)
+
+
+_RELEASE_TIMEOUT = 2.0
