@@ -201,6 +201,7 @@ async def main(url, wait):
     lease = await storage.acquire(wait=wait)
     report("acquired")
     await storage.store_session(b"written by %d" % os.getpid())
+    report("stored")
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     report("releasing")
     await lease.release()
@@ -254,7 +255,7 @@ async def test_crashed_holder_process_frees_the_session_within_its_ttl(
 ) -> None:
     crashed = await HolderProcess.start(with_name(server.url, server.name, lease_ttl=1))
     try:
-        await crashed.until("acquired")
+        await crashed.until("stored")  # (acquired, then stored: kill it after both)
         survivor = storages()
         with pytest.raises(SessionLockedError, match=f"pid {crashed.process.pid} on "):
             await survivor.acquire()
