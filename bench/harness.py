@@ -25,7 +25,7 @@ CONTENDERS = (
     "ts-postgres",
 )
 
-#: What each short name stands for (printed under the table and in the README).
+#: What each short name stands for (printed under the table and in docs/benchmarks.md).
 DESCRIPTIONS = {
     "sqlite": "Telethon SQLiteSession (temp file) - the baseline",
     "string": "Telethon StringSession",

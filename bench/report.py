@@ -76,7 +76,7 @@ def _cells(row: Row, names: Sequence[str]) -> list[str]:
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    """The same table in Markdown (for the README's "Benchmarks" section)."""
+    """The same table in Markdown (for docs/benchmarks.md)."""
     names = columns(rows)
     header = ["measure", "size", "unit", *names, "target", "met?"]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -49,19 +49,32 @@ CodeSource = str | int | Callable[[Any], Awaitable[str]]
 class UserAuthFlow(Protocol):
     """What signing in a user asks: the phone number, the code sent to it, the 2FA password.
 
+    :func:`auth_if_necessary` calls these only when the stored session is missing or dead.
     ``code`` and ``password`` are asked again after a wrong answer, up to
-    ``auth_if_necessary(max_attempts=...)`` times.
+    ``auth_if_necessary(max_attempts=...)`` times. An exception raised by a method ends the
+    sign-in and propagates out of ``auth_if_necessary`` unchanged; nothing is stored.
     """
 
-    async def phone(self) -> str: ...
+    async def phone(self) -> str:
+        """The account's phone number, international format; asked once, first."""
+        ...
 
-    async def code(self, sent_code: Any) -> str: ...
+    async def code(self, sent_code: Any) -> str:
+        """The login code, after Telegram sent it (``sent_code`` is its ``auth.SentCode``)."""
+        ...
 
-    async def password(self) -> str: ...
+    async def password(self) -> str:
+        """The two-step verification password; asked only when the account has one."""
+        ...
 
 
 class BotToken:
-    """Sign in as a bot with the token from @BotFather."""
+    """Sign in as a bot with the token from @BotFather.
+
+    Raises :class:`~tgsession.ConfigError` for a token that does not look like one
+    (``123456:ABC-DEF...``); a token Telegram refuses makes :func:`auth_if_necessary`
+    raise :class:`~tgsession.AuthError`. The token is kept out of ``repr``.
+    """
 
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or ":" not in token:
@@ -73,6 +86,7 @@ class BotToken:
 
     @property
     def token(self) -> str:
+        """The token itself (a secret)."""
         return self._token
 
     @property
@@ -86,7 +100,11 @@ class BotToken:
 
 
 class TerminalAuth:
-    """Asks on the terminal, without blocking the event loop; the password is not echoed."""
+    """Asks on the terminal, without blocking the event loop; the password is not echoed.
+
+    ``phone`` skips the phone prompt. Each answer is one line of standard input; when
+    standard input is closed, the method raises :class:`~tgsession.AuthError`.
+    """
 
     def __init__(self, phone: str | None = None) -> None:
         self._phone = phone
@@ -118,7 +136,11 @@ class TerminalAuth:
 
 
 class ConstantAuth:
-    """Fixed answers, for scripts and tests. ``code`` may be an async function of the sent code."""
+    """Fixed answers, for scripts and tests. ``code`` may be an async function of the sent code.
+
+    ``password()`` raises :class:`~tgsession.AuthError` when the account has two-step
+    verification and no ``password`` was given. Answers are kept out of ``repr``.
+    """
 
     def __init__(self, phone: str, code: CodeSource, password: str | None = None) -> None:
         self._phone = phone
@@ -149,7 +171,10 @@ class EnvAuth:
     """Phone and password from the environment (``TG_PHONE``, ``TG_PASSWORD`` by default).
 
     The code cannot be known in advance: pass ``code=`` (text or an async function of the
-    sent code); without it the code is asked on the terminal.
+    sent code); without it the code is asked on the terminal. ``phone()`` raises
+    :class:`~tgsession.ConfigError` when ``<prefix>PHONE`` is unset, and ``password()``
+    when the account has two-step verification and ``<prefix>PASSWORD`` is unset. The
+    variables are read from ``os.environ`` when asked (the factories load ``.env`` into it).
     """
 
     def __init__(self, prefix: str = "TG_", code: CodeSource | None = None) -> None:
@@ -213,9 +238,17 @@ async def auth_if_necessary(
 ) -> types.User:
     """Return the signed-in user, signing in with ``flow`` only if the session needs it.
 
-    Connects the client if needed. Raises :class:`~tgsession.AuthError` when the flow
-    cannot finish (wrong code or password ``max_attempts`` times, a phone number with no
-    account: Telethon 1.x cannot sign up, a refused bot token).
+    Connects the client if needed. With a valid stored session it sends no
+    auth.sendCode, auth.signIn or auth.importBotAuthorization and calls nothing on ``flow``.
+    A dead stored key (revoked, AUTH_KEY_DUPLICATED, unknown to the server) is logged,
+    discarded and replaced by a fresh one before the flow runs. The new session is stored
+    (flushed) before it returns.
+
+    Raises :class:`~tgsession.AuthError` when the flow cannot finish (wrong code or
+    password ``max_attempts`` times, an expired code, an invalid phone number, a phone
+    number with no account: Telethon 1.x cannot sign up, a refused bot token); whatever
+    the flow's own methods raise (:class:`~tgsession.ConfigError` from ``EnvAuth``, for
+    example) propagates unchanged. Network errors are Telethon's own.
     """
     me = await _current_user(client, flow)
     if me is not None:

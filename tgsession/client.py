@@ -27,8 +27,8 @@ class Client(TelegramClient):  # type: ignore[misc]
     block disconnects, which flushes the session to its storage and releases its lease.
     """
 
-    #: The error that showed the stored key dead during ``async with``, if any.
     dead_key_error: BaseException | None = None
+    """The error that showed the stored key dead during ``async with``, if any."""
 
     def __init__(self, session: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(session, *args, **kwargs)

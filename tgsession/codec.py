@@ -1,6 +1,6 @@
 """The session format: :class:`SessionData` <-> bytes. Pure: no I/O, no Telethon.
 
-Version 1 is UTF-8 JSON (the README documents every field)::
+Version 1 is UTF-8 JSON (``docs/storages.md`` documents every field)::
 
     {
       "format": "tgsession",

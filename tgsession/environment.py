@@ -1,7 +1,8 @@
 """Configuration in, wired objects out: clients built from environment variables.
 
-Reads ``.env`` (python-dotenv; real environment variables win) and the variables of the
-README's table, builds the storage and the session, and returns a :class:`~tgsession.Client`.
+Reads ``.env`` (python-dotenv; real environment variables win) and the variables listed
+in ``docs/configuration.md``, builds the storage and the session, and returns a
+:class:`~tgsession.Client`.
 Every missing or invalid setting raises :class:`~tgsession.ConfigError` naming the variable.
 """
 
@@ -188,7 +189,13 @@ def trust_public_keys(path: Path) -> int:
 
 def storage_from_environment(settings: Settings | None = None) -> Storage:
     """The storage the settings name: SESSION_URL, else the session file; encrypted with
-    SESSION_KEY when it is set."""
+    SESSION_KEY when it is set.
+
+    ``settings`` defaults to the environment and the nearest ``.env``. Nothing is
+    connected or read yet. Raises :class:`~tgsession.ConfigError` naming the variable
+    for a bad ``SESSION_URL`` or ``SESSION_KEY``, or a missing extra (``redis``,
+    ``postgres``, ``crypto``).
+    """
     settings = settings or read_settings()
     storage: Storage
     if settings.session_url is not None:
@@ -284,6 +291,11 @@ async def bot_from_environment(**overrides: Any) -> Client:
     """A connected client signed in as the bot of ``BOT_TOKEN`` (only if not already).
 
     Takes the same overrides as :func:`client_from_environment`, plus ``bot_token``.
+    Without a session file setting, the session is ``.tgsession/bot-<bot id>.json``.
+    Raises :class:`~tgsession.ConfigError` (``BOT_TOKEN`` or another setting missing or
+    invalid), :class:`~tgsession.SessionLockedError` (another holder has the session) and
+    :class:`~tgsession.AuthError` (Telegram refused the token); on any error the client
+    is disconnected and the lock released.
     """
     client, settings = await _build("bot", overrides)
     assert settings.bot_token is not None

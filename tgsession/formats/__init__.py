@@ -49,7 +49,6 @@ __all__ = [
     "to_telethon_string",
 ]
 
-#: Format names that can be imported, with a description for messages.
 IMPORT_FORMATS: dict[str, str] = {
     "telethon-string": "a Telethon string session",
     "telethon-sqlite": "a Telethon .session file",
@@ -58,10 +57,11 @@ IMPORT_FORMATS: dict[str, str] = {
     "gotd-json": "a gotd session",
     "tgsession-json": "a tgsession session",
 }
+"""Format names that can be imported, with a description for messages."""
 
-#: Format names that can be exported.
 EXPORT_FORMATS = ("telethon-string", "telethon-sqlite", "pyrogram-string", "gotd-json",
                   "tgsession-json")
+"""Format names that can be exported."""
 
 
 def load(source: Source, *, format: str | None = None, name: str = "the session") -> tuple[
