@@ -43,7 +43,7 @@ try:
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 except ImportError as exc:  # the crypto extra is optional; say how to get it
     raise ImportError(
-        "EncryptedStorage needs the cryptography package: pip install 'tgsession[crypto]'"
+        "EncryptedStorage needs the cryptography package: pip install 'telethon-tgsession[crypto]'"
     ) from exc
 
 __all__ = ["EncryptedStorage"]
@@ -119,7 +119,7 @@ def _parse(blob: bytes) -> _Sealed:
     if version > VERSION:
         raise _NewerFormat(
             f"it was encrypted by a newer tgsession (encryption format {version}; this one "
-            f"reads up to {VERSION}). Upgrade tgsession: pip install -U tgsession"
+            f"reads up to {VERSION}). Upgrade tgsession: pip install -U telethon-tgsession"
         )
     if version != VERSION:
         raise _Unsealable(f"unknown encryption format {version}")

@@ -29,7 +29,7 @@ try:
     import asyncpg
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
-        "PostgresStorage needs the asyncpg package: pip install 'tgsession[postgres]'"
+        "PostgresStorage needs the asyncpg package: pip install 'telethon-tgsession[postgres]'"
     ) from exc
 
 from .._errors import (

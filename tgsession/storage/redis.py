@@ -30,7 +30,7 @@ try:
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
-        "RedisStorage needs the redis package: pip install 'tgsession[redis]'"
+        "RedisStorage needs the redis package: pip install 'telethon-tgsession[redis]'"
     ) from exc
 
 from .._errors import ConfigError, SessionNotFoundError, SessionStorageError
