@@ -111,11 +111,16 @@ def _init(args: argparse.Namespace) -> int:
     print(f"Wrote a new project in {folder}:")
     for file in files:
         print(f"  {file.name:<{width}}  {file.purpose}")
-    cd = "" if folder == Path(".") else f"cd {folder}\n  "
-    needs = "APP_ID, APP_HASH" + ("" if args.user else " and BOT_TOKEN")
-    print(f"""Next:
-  {cd}pip install '{DISTRIBUTION}[testing]'   # if it is not installed yet
-  python -m pytest                   # runs {program} against the offline Telegram
-  cp .env.example .env               # fill in {needs}
-  python {program}""")
+    steps = [] if folder == Path(".") else [(f"cd {folder}", "")]
+    steps += [
+        ("python -m pytest", f"{program} against the offline Telegram "
+                             f"(needs {DISTRIBUTION}[testing])"),
+        ("cp .env.example .env", "then fill in APP_ID, APP_HASH"
+                                 + ("" if args.user else " and BOT_TOKEN")),
+        (f"python {program}", ""),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("Next:")
+    for command, note in steps:
+        print(f"  {command:<{width}}  # {note}" if note else f"  {command}")
     return 0
