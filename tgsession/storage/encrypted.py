@@ -493,6 +493,16 @@ class _EncryptedEntityStorage(EncryptedStorage):
     async def clear_entities(self) -> None:
         await self._clear_rows()
 
+    async def delete_session(self) -> None:
+        """Remove the session and its rows, and what the inner storage keeps for them
+        (its ``delete_session``, when it has one)."""
+        await self.clear_entities()
+        delete = getattr(self._inner, "delete_session", None)
+        if delete is not None:
+            await delete()
+        else:
+            await self._inner.store_session(b"")
+
 
 class _EncryptedLockableStorage(EncryptedStorage):
     """An :class:`EncryptedStorage` over a Lockable storage: the lease is the inner one."""
