@@ -15,7 +15,10 @@ from tgsession import TgSessionError, bot_from_environment
 
 
 async def main() -> None:
-    bot = await bot_from_environment()  # signs in with BOT_TOKEN only if the session needs it
+    # Signs in with BOT_TOKEN only when the stored session needs it. catch_up=True: what
+    # arrived while the bot was stopped is delivered after it starts.
+    bot = await bot_from_environment(catch_up=True)
+    me = await bot.get_me()
 
     @bot.on(events.NewMessage(incoming=True))
     async def echo(event: events.NewMessage.Event) -> None:
@@ -23,7 +26,6 @@ async def main() -> None:
             await event.respond(event.text)
 
     async with bot:  # leaving the block stores the session and releases its lock
-        me = await bot.get_me()
         print(f"@{me.username} is running; press Ctrl-C to stop", flush=True)
         await bot.run_until_disconnected()
 

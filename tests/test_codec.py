@@ -90,5 +90,5 @@ def test_malformed_input_is_one_clear_error_naming_the_source(raw: bytes, messag
 
 
 def test_newer_version_is_a_version_error() -> None:
-    with pytest.raises(SessionVersionError, match="pip install -U tgsession"):
+    with pytest.raises(SessionVersionError, match="pip install -U telethon-tgsession"):
         decode_session(document(version=99))

@@ -241,7 +241,7 @@ async def test_newer_format_version_asks_for_an_upgrade() -> None:
     inner = await sealed(KEY)
     blob = await stored(inner)
     await inner.store_session(blob[:4] + b"\x02" + blob[5:])
-    with pytest.raises(SessionVersionError, match="pip install -U tgsession") as raised:
+    with pytest.raises(SessionVersionError, match="pip install -U telethon-tgsession") as raised:
         await EncryptedStorage(inner, KEY).load_session()
     assert "MemoryStorage" in str(raised.value)
 
@@ -479,7 +479,7 @@ def test_repr_shows_no_key_material(key: str) -> None:
 def test_without_cryptography_it_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
     monkeypatch.delitem(sys.modules, "tgsession.storage.encrypted")
-    with pytest.raises(ImportError, match=r"pip install 'tgsession\[crypto\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'telethon-tgsession\[crypto\]'"):
         importlib.import_module("tgsession.storage.encrypted")
 
 

@@ -128,8 +128,8 @@ def test_storage_constructors_refuse_tgsession_options_in_the_driver_url() -> No
 @pytest.mark.parametrize(
     ("module", "url", "extra"),
     [
-        ("redis", "redis://host/0", "tgsession[redis]"),
-        ("asyncpg", "postgresql://u@host/db", "tgsession[postgres]"),
+        ("redis", "redis://host/0", "telethon-tgsession[redis]"),
+        ("asyncpg", "postgresql://u@host/db", "telethon-tgsession[postgres]"),
     ],
 )
 def test_missing_driver_names_the_extra_to_install(

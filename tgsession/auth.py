@@ -104,6 +104,10 @@ class TerminalAuth:
 
     ``phone`` skips the phone prompt. Each answer is one line of standard input; when
     standard input is closed, the method raises :class:`~tgsession.AuthError`.
+    Ctrl-C at a prompt cancels the waiting task at once, like Ctrl-C anywhere else in an
+    ``asyncio.run`` program: ``async with client:`` disconnects (nothing new is signed in
+    or stored), and ``asyncio.run`` raises ``KeyboardInterrupt`` (catch it around
+    ``asyncio.run`` to exit without a traceback, as tgsession's examples do).
     """
 
     def __init__(self, phone: str | None = None) -> None:
@@ -132,7 +136,7 @@ class TerminalAuth:
         prompt = "Two-step verification password: " if self._passwords_asked == 1 else (
             "That password was not accepted. Two-step verification password: "
         )
-        return await asyncio.to_thread(getpass.getpass, prompt)
+        return await _ask(prompt, secret=True)
 
 
 class ConstantAuth:
@@ -209,16 +213,101 @@ class EnvAuth:
         return value
 
 
-async def _ask(prompt: str) -> str:
-    def read() -> str:
+async def _ask(prompt: str, *, secret: bool = False) -> str:
+    """One line from the terminal, without blocking the event loop.
+
+    On a terminal the line is read as the event loop sees standard input become readable,
+    so a prompt cancelled by Ctrl-C (``asyncio.run`` cancels the main task) ends at once and
+    leaves no worker thread for the interpreter to wait for; ``secret`` turns echo off until
+    the prompt ends, however it ends. Elsewhere (a pipe, a file) a worker thread reads it.
+    Raises :class:`~tgsession.AuthError` when standard input is closed.
+    """
+    fd = _terminal_fd()
+    if fd is not None:
+        try:
+            return await _ask_terminal(fd, prompt, secret)
+        except NotImplementedError:  # an event loop that cannot watch file descriptors
+            pass
+    if secret:
+        return await asyncio.to_thread(getpass.getpass, prompt)
+    return await asyncio.to_thread(_read_line, prompt)
+
+
+def _read_line(prompt: str) -> str:
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise AuthError("no answer: standard input is closed")
+    return line.strip()
+
+
+def _terminal_fd() -> int | None:
+    """The file descriptor of standard input when it is a terminal."""
+    if sys.platform == "win32":  # (the proactor loop watches no console handles)
+        return None
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd if os.isatty(fd) else None
+
+
+async def _ask_terminal(fd: int, prompt: str, secret: bool) -> str:
+    """Read up to a newline, a byte at a time when the loop says one is there. Reads nothing
+    past the newline, so ``input()`` still works afterwards. NotImplementedError when the
+    event loop cannot watch ``fd`` (nothing was written then)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes | None] = loop.create_future()
+    line = bytearray()
+
+    def readable() -> None:
+        try:
+            byte = os.read(fd, 1)
+        except OSError as exc:  # e.g. EIO: the terminal went away
+            loop.remove_reader(fd)
+            done.set_exception(exc)
+            return
+        if byte and byte != b"\n":
+            line.extend(byte)
+            return
+        loop.remove_reader(fd)
+        done.set_result(bytes(line) if byte or line else None)  # None: end of input
+
+    loop.add_reader(fd, readable)
+    echo = None
+    answer: bytes | None = None
+    try:
         sys.stdout.write(prompt)
         sys.stdout.flush()
-        line = sys.stdin.readline()
-        if not line:
-            raise AuthError("no answer: standard input is closed")
-        return line.strip()
+        if secret:
+            echo = _echo_off(fd)
+        answer = await done
+    finally:
+        loop.remove_reader(fd)
+        if echo is not None:
+            import termios
 
-    return await asyncio.to_thread(read)
+            termios.tcsetattr(fd, termios.TCSAFLUSH, echo)
+        if echo is not None or not done.done() or done.cancelled():
+            # The Enter was not echoed, or the prompt was interrupted (the program ends):
+            # what follows, the shell's prompt included, starts on a line of its own.
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+    if answer is None:
+        raise AuthError("no answer: standard input is closed")
+    return answer.decode(sys.stdin.encoding or "utf-8", "replace").strip()
+
+
+def _echo_off(fd: int) -> list[Any]:
+    """Turn the terminal's echo off (as getpass does); return the settings to restore."""
+    import termios
+
+    saved = termios.tcgetattr(fd)
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+    return saved
 
 
 def _code_destination(sent_code: Any) -> str:

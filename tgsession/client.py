@@ -39,7 +39,8 @@ class Client(TelegramClient):  # type: ignore[misc]
 
     async def __aenter__(self) -> Client:
         try:
-            await self.connect()
+            if not self.is_connected():  # (bot_from_environment returns it connected)
+                await self.connect()
         except DEAD_KEY_ERRORS as exc:
             self.dead_key_error = exc
             log.warning("the stored session's key was refused while connecting (%s); "

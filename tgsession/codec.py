@@ -154,7 +154,7 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
     if version > FORMAT_VERSION:
         raise SessionVersionError(
             f"{source}: written by a newer tgsession (format version {version}; this one reads "
-            f"up to {FORMAT_VERSION}). Upgrade tgsession: pip install -U tgsession"
+            f"up to {FORMAT_VERSION}). Upgrade tgsession: pip install -U telethon-tgsession"
         )
     user_id, bot, self_access_hash = reader.user(obj.get("user"))
     return SessionData(

@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 
+import pytest
 from telethon import TelegramClient
 from telethon.sessions import MemorySession
 
@@ -42,7 +43,9 @@ async def test_standalone_server_prints_its_dcs_and_a_client_logs_in() -> None:
         env = dict(line.split("=", 1) for line in lines if re.match(r"^[A-Z_]+=", line))
         assert {"TG_DC", "TG_PUBLIC_KEYS", "APP_ID", "APP_HASH"} <= env.keys()
         assert sum(line.startswith("DC ") for line in lines) == 5
-        assert any(re.match(r"bot @cli_bot id=\d+ token=\d+:AA", line) for line in lines)
+        [bot_line] = [line for line in lines if line.startswith("bot @cli_bot ")]
+        assert re.fullmatch(r"bot @cli_bot id=\d+ token=\d+:AA\S+", bot_line)
+        assert env["BOT_TOKEN"] == bot_line.rsplit("token=", 1)[1]  # ready for .env
         dc, host, port = re.fullmatch(r"(\d+)@(.+):(\d+)", env["TG_DC"]).groups()  # type: ignore[union-attr]
 
         trust_test_key()
@@ -63,3 +66,23 @@ async def test_standalone_server_prints_its_dcs_and_a_client_logs_in() -> None:
 
     assert process.returncode == 0
     assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [(["--bot", "x"], "--bot 'x'"), (["--user", "not-a-phone"], "--user 'not-a-phone'"),
+     (["--dc", "9"], "--dc")],
+)
+async def test_bad_arguments_are_one_error_line_before_anything_is_printed(
+    arguments: list[str], named: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tgsession.testing", *arguments,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+
+    assert process.returncode == 2
+    assert out == b""
+    [line] = err.decode().splitlines()
+    assert line.startswith("tgsession: error: ") and named in line

@@ -47,13 +47,14 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; subcommands set ``func`` (a coroutine function or a plain one)."""
-    from . import demo, keygen, login, server, status, transfer
+    from . import demo, init, keygen, login, server, status, transfer
 
     parser = _Parser(
         prog="tgsession",
         description="Telethon sessions that survive restarts: sign in once, inspect, move "
                     "and convert sessions.",
-        epilog="Run 'tgsession demo' to see it work offline, with no credentials.",
+        epilog="Run 'tgsession demo' to see it work offline, with no credentials, and "
+               "'tgsession init mybot' to start a project.",
     )
     parser.add_argument("--version", action="version", version=f"tgsession {__version__}")
     _add_global_options(parser, default=None)
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     _add_global_options(common, default=argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (login, status, transfer, keygen, server, demo):
+    for module in (login, status, transfer, keygen, server, demo, init):
         module.register(subparsers, common)
     keygen.register_encrypt(subparsers, common)
     return parser

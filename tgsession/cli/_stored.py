@@ -73,9 +73,14 @@ async def replace_session(storage: Storage, data: SessionData, *, force: bool, w
 
 
 async def remove_session(storage: Storage) -> bool:
-    """Delete the stored session and its entities; return whether there was one."""
+    """Delete the stored session, its entities and the storage's own traces of it (a lock
+    file, an owner key, a table row), when the storage can; return whether there was one."""
     async with leased(storage):
         existed = await has_session(storage)
+        delete = getattr(storage, "delete_session", None)
+        if delete is not None:
+            await delete()
+            return existed
         if isinstance(storage, EntityStorage):
             await storage.clear_entities()
         await storage.store_session(b"")

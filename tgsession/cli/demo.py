@@ -1,8 +1,8 @@
 """``tgsession demo``: log in once, restart, and see no second login. Offline, no credentials.
 
-Starts the local Telegram in this process, writes a throwaway project (a ``.env``), runs
-``examples/echo_bot.py`` twice as a real program, talks to it as a user, and counts the
-sign-ins the server saw.
+Starts the local Telegram in this process, writes a throwaway project (the ``bot.py`` that
+``tgsession init`` writes, and a ``.env``), runs the bot twice as a real program, talks to
+it as a user, and counts the sign-ins the server saw. Needs only the installed package.
 """
 
 from __future__ import annotations
@@ -35,25 +35,22 @@ _SIGN_IN = "auth.importBotAuthorization"
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "demo", help="see it work offline: an echo bot that logs in once, then restarts",
-        description="Start a local offline Telegram, run examples/echo_bot.py twice as a real "
-                    "program and check that only the first start signs in. Needs no "
-                    "credentials and no network.",
+        description="Start a local offline Telegram, run an echo bot (the bot.py that "
+                    "'tgsession init' writes) twice as a real program and check that only "
+                    "the first start signs in. Needs no credentials and no network.",
     )
     parser.add_argument("--keep", action="store_true",
                         help="keep the demo's project folder (.env and session) afterwards")
     parser.set_defaults(func=_demo)
 
 
-def _echo_bot_script() -> Path:
-    import tgsession
+def _write_bot(folder: Path) -> Path:
+    """The bot ``tgsession init`` writes, as the demo's program."""
+    from .init import project_files
 
-    script = Path(tgsession.__file__).resolve().parent.parent / "examples" / "echo_bot.py"
-    if not script.is_file():
-        raise CliError(
-            f"the demo runs examples/echo_bot.py from tgsession's source, and this "
-            f"installation has none ({script} is missing); run the demo from a clone of the "
-            "repository installed with 'pip install -e .'"
-        )
+    [bot] = [f for f in project_files("demo") if f.name == "bot.py"]
+    script = folder / bot.name
+    script.write_text(bot.text, encoding="utf-8")
     return script
 
 
@@ -64,9 +61,9 @@ def _say(text: str) -> None:
 async def _demo(args: argparse.Namespace) -> int:
     from ..testing import FakeTelegram, reset_client_config
 
-    script = _echo_bot_script()
     folder = Path(tempfile.mkdtemp(prefix="tgsession-demo-"))
     try:
+        script = _write_bot(folder)
         reset_client_config()
         async with FakeTelegram() as tg:
             bot = tg.add_bot("demo_echo_bot", first_name="Echo")

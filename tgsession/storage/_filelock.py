@@ -183,6 +183,16 @@ def _attempt(
 
 def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
     """One non-blocking attempt: ``(fd, None)`` when locked, ``(None, holder)`` if not."""
+    for _ in range(3):
+        fd, holder = _try_lock_once(lock_path, record)
+        if fd is not None or holder is not None:
+            return fd, holder
+    return None, "a process that keeps deleting the lock file"
+
+
+def _try_lock_once(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
+    """``(None, None)`` when the file locked was deleted meanwhile (a holder removing the
+    session deletes it while locked): that lock excludes nobody, so try again."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
     locked = False
     try:
@@ -192,6 +202,8 @@ def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None, _read_holder(fd)
+        if not _still_locks(fd, lock_path):
+            return None, None
         locked = True
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)

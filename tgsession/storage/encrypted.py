@@ -43,7 +43,7 @@ try:
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 except ImportError as exc:  # the crypto extra is optional; say how to get it
     raise ImportError(
-        "EncryptedStorage needs the cryptography package: pip install 'tgsession[crypto]'"
+        "EncryptedStorage needs the cryptography package: pip install 'telethon-tgsession[crypto]'"
     ) from exc
 
 __all__ = ["EncryptedStorage"]
@@ -119,7 +119,7 @@ def _parse(blob: bytes) -> _Sealed:
     if version > VERSION:
         raise _NewerFormat(
             f"it was encrypted by a newer tgsession (encryption format {version}; this one "
-            f"reads up to {VERSION}). Upgrade tgsession: pip install -U tgsession"
+            f"reads up to {VERSION}). Upgrade tgsession: pip install -U telethon-tgsession"
         )
     if version != VERSION:
         raise _Unsealable(f"unknown encryption format {version}")
@@ -492,6 +492,16 @@ class _EncryptedEntityStorage(EncryptedStorage):
 
     async def clear_entities(self) -> None:
         await self._clear_rows()
+
+    async def delete_session(self) -> None:
+        """Remove the session and its rows, and what the inner storage keeps for them
+        (its ``delete_session``, when it has one)."""
+        await self.clear_entities()
+        delete = getattr(self._inner, "delete_session", None)
+        if delete is not None:
+            await delete()
+        else:
+            await self._inner.store_session(b"")
 
 
 class _EncryptedLockableStorage(EncryptedStorage):

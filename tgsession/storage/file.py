@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .._errors import SessionNotFoundError, SessionStorageError, TgSessionError
+from .._errors import LeaseLostError, SessionNotFoundError, SessionStorageError, TgSessionError
 from ._entitylog import HEADER, Replay, encode_records, replay
 from ._filelock import (
     _O_CLOEXEC,
@@ -115,6 +115,7 @@ class FileStorage:
         self._session_writes = asyncio.Lock()
         self._entity_writes = asyncio.Lock()
         self._log: _LogState | None = None
+        self._held: FileLease | None = None  # the latest lease acquire() returned
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -188,13 +189,31 @@ class FileStorage:
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
         crashed writer left behind (they are never read, so this is only tidying).
         """
-        return await acquire_file_lock(
+        self._held = await acquire_file_lock(
             self._lock_path,
             target=self._path,
             wait=wait,
             prepare=self._make_folders_for_lock,
             on_locked=self._tidy_after_lock,
         )
+        return self._held
+
+    async def delete_session(self) -> None:
+        """Remove the session file, the entity log and, while this object holds the lock
+        (:meth:`acquire`), the lock file too (``logout`` leaves nothing behind).
+
+        A process that opened the lock file just before it went locks a deleted file, sees
+        that and tries again, so the lock still excludes everyone. Without the lock the
+        lock file is kept: it may be another holder's.
+        """
+        await self.clear_entities()
+        await self.store_session(b"")
+        if self._held is not None:
+            try:
+                await self._held.check()
+            except LeaseLostError:
+                return
+            await run_blocking(_unlink_durably, self._lock_path)
 
     async def lock_holder(self) -> str | None:
         """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""

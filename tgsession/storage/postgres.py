@@ -30,7 +30,7 @@ try:
     import asyncpg
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
-        "PostgresStorage needs the asyncpg package: pip install 'tgsession[postgres]'"
+        "PostgresStorage needs the asyncpg package: pip install 'telethon-tgsession[postgres]'"
     ) from exc
 
 from .._errors import (
@@ -131,6 +131,14 @@ class PostgresStorage(LeasingStorage):
                 raise ConfigError(
                     f"PostgreSQL URL {redact_url(dsn)!r} has an invalid port"
                 ) from None
+            parts = urlsplit(dsn)
+            if not parts.path.strip("/") and not re.search(r"(^|&)(dbname|database)=",
+                                                           parts.query):
+                # asyncpg would fall back to the OS user's database over the local socket.
+                raise ConfigError(
+                    f"PostgreSQL URL {redact_url(dsn)!r} names no database: use "
+                    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+                )
             self._dsn = dsn
             self._url = redact_url(dsn)
             self._secrets = url_secrets(dsn)
@@ -145,8 +153,9 @@ class PostgresStorage(LeasingStorage):
             self._application_name = None
         schema, _, base = table_prefix.rpartition(".")
         qualify = f'"{schema}".' if schema else ""
-        self._sessions = f'{qualify}"{base}_sessions"'
-        self._entities = f'{qualify}"{base}_entities"'
+        base += "" if base.endswith("_") else "_"  # table_prefix=foo_ means foo_sessions
+        self._sessions = f'{qualify}"{base}sessions"'
+        self._entities = f'{qualify}"{base}entities"'
         self._where = f"{self._url} (session {name!r})"
         self._schema_ready = False
         self._setup_lock = asyncio.Lock()
@@ -247,6 +256,18 @@ class PostgresStorage(LeasingStorage):
             await conn.execute(sql, self.name)
 
         await self._fenced("clear entities", clear)
+
+    async def delete_session(self) -> None:
+        """Remove the session's row (lease columns included) and its entity rows in one
+        transaction, fenced like :meth:`store_session`: ``logout`` leaves no empty row."""
+        entities = f"DELETE FROM {self._entities} WHERE session = $1"
+        session = f"DELETE FROM {self._sessions} WHERE name = $1"
+
+        async def delete(conn: Any) -> None:
+            await conn.execute(entities, self.name)
+            await conn.execute(session, self.name)
+
+        await self._fenced("delete the session", delete)
 
     # -- Lockable --------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ try:
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
-        "RedisStorage needs the redis package: pip install 'tgsession[redis]'"
+        "RedisStorage needs the redis package: pip install 'telethon-tgsession[redis]'"
     ) from exc
 
 from .._errors import ConfigError, SessionNotFoundError, SessionStorageError
@@ -134,6 +134,14 @@ if r[1] > 0 then redis.call('DEL', KEYS[3]) end
 return r
 """)
 
+# KEYS[3] session, KEYS[4] entities: the session's keys and the owner mark go; the lease
+# itself goes when its holder releases it (it expires anyway).
+_DELETE = _fenced_script("""
+local r = fence()
+if r[1] > 0 then redis.call('DEL', KEYS[3], KEYS[4], KEYS[2]) end
+return r
+""")
+
 # KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
 # Taking our own lease again is a success, so a retried call is harmless.
 _ACQUIRE = """
@@ -214,6 +222,7 @@ class RedisStorage(LeasingStorage):
         self._clear_entities_script = register(_CLEAR_ENTITIES)
         self._acquire_script = register(_ACQUIRE)
         self._release_script = register(_RELEASE)
+        self._delete_script = register(_DELETE)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStorage:
@@ -279,6 +288,26 @@ class RedisStorage(LeasingStorage):
 
     async def clear_entities(self) -> None:
         await self._fenced("clear entities", self._clear_entities_script, self._entities_key, [])
+
+    async def delete_session(self) -> None:
+        """Remove the session, its entity cache and the owner mark (``logout`` leaves no key
+        without a TTL behind), fenced like :meth:`store_session`; the lease key goes when
+        the holder releases it."""
+        lease = self._lease
+        reply = await self._call(
+            "delete the session",
+            self._delete_script(
+                keys=[self._lease_key, self._owner_key, self._session_key, self._entities_key],
+                args=self._fence_args(current_token(lease), lease),
+            ),
+        )
+        if reply[0] > 0:
+            return
+        if reply[0] == 0 and lease is not None:
+            raise lease.taken_over()
+        since = float(reply[2]) if len(reply) > 2 and reply[2] else None
+        holder = describe_holder(reply[1].decode(errors="replace"), since) if len(reply) > 1 else ""
+        raise locked_error("delete the session", self._where, holder)
 
     # -- Lockable --------------------------------------------------------------------
 

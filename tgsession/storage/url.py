@@ -222,7 +222,7 @@ def storage_from_url(url: str) -> Storage:
     Nothing is connected yet: Redis and PostgreSQL connect on first use. Raises
     :class:`~tgsession.ConfigError`, naming the URL with its password masked, for an
     unsupported scheme or an invalid option, and ImportError naming the extra to install
-    (``pip install 'tgsession[redis]'``) when the driver is missing.
+    (``pip install 'telethon-tgsession[redis]'``) when the driver is missing.
 
     >>> storage_from_url("memory://")
     MemoryStorage(stored=False)
