@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from telethon import TelegramClient, errors
+from telethon import TelegramClient, errors, utils
 
 __all__ = ["DEAD_KEY_ERRORS", "Client"]
 
@@ -25,6 +25,17 @@ class Client(TelegramClient):  # type: ignore[misc]
     the server no longer knows), the block is still entered, disconnected, with the error
     in :attr:`dead_key_error`; ``auth_if_necessary`` then replaces the key. Leaving the
     block disconnects, which flushes the session to its storage and releases its lease.
+
+    With ``catch_up=True`` no update is lost across a restart: the factories connect and
+    sign in before the program registers its handlers, so the client holds every update
+    (the missed ones it fetches and the live ones) until the program starts running, and
+    its stored update state does not move meanwhile. It starts running at the first of
+    :meth:`run_until_disconnected`, :meth:`start`, :meth:`catch_up`, ``async with client:``
+    entered with a handler already registered, or the first handler registered inside
+    ``async with client:`` (then at the program's next ``await``). The update state is
+    stored as soon as it is first known, so even a program killed before its first clean
+    stop catches up on its next start: at least once after a kill, exactly once after a
+    clean stop.
     """
 
     #: The error that showed the stored key dead during ``async with``, if any.
@@ -32,6 +43,8 @@ class Client(TelegramClient):  # type: ignore[misc]
 
     def __init__(self, session: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(session, *args, **kwargs)
+        self._running = asyncio.Event()
+        self._inside_with = False
         on_lease_lost = getattr(session, "on_lease_lost", None)
         if on_lease_lost is not None:
             # Another holder has the session now: stop using its key at once.
@@ -44,7 +57,58 @@ class Client(TelegramClient):  # type: ignore[misc]
             self.dead_key_error = exc
             log.warning("the stored session's key was refused while connecting (%s); "
                         "auth_if_necessary will replace it", type(exc).__name__)
+        self._inside_with = True
+        if self._event_builders:
+            self._start_running()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        self._inside_with = False
         await self.disconnect()
+
+    # --- invariant 9: updates wait for the program's handlers --------------------------------
+
+    def _start_running(self) -> None:
+        """Let the update loop dispatch (and catch up) from now on."""
+        self._running.set()
+
+    async def _update_loop(self) -> None:
+        # Telethon starts this loop in connect(), which the factories and auth_if_necessary
+        # call before the program registers its handlers; its first act is the catch-up.
+        # Until the program runs, updates wait in Telethon's queue, unprocessed, so the
+        # message box (the update state saved to the session) stays where it was.
+        if self._catch_up and not self._running.is_set():
+            await self._running.wait()
+        await super()._update_loop()
+
+    def add_event_handler(self, callback: Any, event: Any = None) -> None:
+        """Telethon's, and inside ``async with client:`` the client starts running at the
+        program's next ``await``: handlers registered together all see the caught-up updates."""
+        super().add_event_handler(callback, event)
+        if self._inside_with and not self._running.is_set():
+            asyncio.get_running_loop().call_soon(self._start_running)
+
+    def run_until_disconnected(self) -> Any:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        return super().run_until_disconnected()
+
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        return super().start(*args, **kwargs)
+
+    async def catch_up(self) -> None:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        await super().catch_up()
+
+    async def _on_login(self, user: Any) -> Any:
+        # Telethon learns the update state here (updates.getState) but stores it only on
+        # disconnect or a minute later: store it now, so a program killed before that still
+        # has a state to catch up from on its next start.
+        result = await super()._on_login(user)
+        if self._catch_up:
+            await self._save_states_and_entities()
+            await utils.maybe_async(self.session.save())
+        return result

@@ -1,0 +1,138 @@
+"""Invariant 9 in one process: updates that arrived while a program was down reach the
+handlers it registers before it starts running, whatever it awaits first."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from telethon import events
+
+from tgsession import ConstantAuth, auth_if_necessary, bot_from_environment, client_from_environment
+from tgsession.testing import Account, FakeTelegram
+
+
+def bot_env(tg: FakeTelegram, bot: Account) -> dict[str, str]:
+    assert bot.token is not None
+    return {**tg.env(), "BOT_TOKEN": bot.token}
+
+
+async def run_once(tg: FakeTelegram, bot: Account, path: Path) -> None:
+    """A first run of the bot: signs in and stops cleanly, which stores its update state."""
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    async with client:
+        pass
+
+
+async def slow_setup(client: Any) -> None:
+    """What programs do before registering handlers: ask who they are, and more."""
+    await client.get_me()
+    await asyncio.sleep(0.3)  # long enough for an unheld catch-up to have run and been lost
+
+
+async def test_bot_that_awaits_before_registering_gets_what_it_missed(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot, user = tg.add_bot("late_bot"), tg.add_user()
+    await run_once(tg, bot, path)
+    for text in ("one", "two", "three"):
+        await tg.send_message(user, bot, text)
+
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    await slow_setup(client)
+    seen: list[str] = []
+
+    @client.on(events.NewMessage(incoming=True))
+    async def echo(event: events.NewMessage.Event) -> None:
+        seen.append(event.raw_text)
+        await event.respond(event.raw_text)
+
+    async with client:
+        runner = asyncio.ensure_future(client.run_until_disconnected())
+        answers = [await tg.wait_for_message(to=user, from_=bot) for _ in range(3)]
+        await client.disconnect()
+        await runner
+    assert answers == ["one", "two", "three"]
+    assert seen == ["one", "two", "three"]
+
+
+async def test_nothing_is_dispatched_and_the_state_stays_until_the_program_runs(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot, user = tg.add_bot("held_bot"), tg.add_user()
+    await run_once(tg, bot, path)
+    tg.reset_counts()
+    await tg.send_message(user, bot, "missed")
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    await slow_setup(client)
+    await tg.send_message(user, bot, "live, before any handler")
+    await asyncio.sleep(0.2)
+    assert tg.call_count("updates.getDifference") == 0
+    await client.disconnect()  # a program that stops before running: nothing was consumed
+
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await client.catch_up()
+    for _ in range(50):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.05)
+    await client.disconnect()
+    assert seen == ["missed", "live, before any handler"]
+
+
+async def test_user_client_signed_in_by_auth_if_necessary_catches_up(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "user.json"
+    user, friend = tg.add_user(), tg.add_user()
+    phone = user.phone or ""
+
+    async def start() -> Any:
+        client = await client_from_environment(env=tg.env(), session_file=path, catch_up=True)
+        async def code(sent: Any) -> str:
+            return tg.login_code(phone)
+
+        return client, ConstantAuth(phone, code=code)
+
+    client, flow = await start()
+    async with client:
+        await auth_if_necessary(client, flow)
+    await tg.send_message(friend, user, "while you were away")
+
+    client, flow = await start()
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    async with client:
+        await auth_if_necessary(client, flow)
+        await slow_setup(client)
+        client.add_event_handler(lambda e: seen.put_nowait(e.raw_text),
+                                 events.NewMessage(incoming=True))
+        runner = asyncio.ensure_future(client.run_until_disconnected())
+        assert await asyncio.wait_for(seen.get(), 5) == "while you were away"
+        await client.disconnect()
+        await runner
+    assert tg.call_count("auth.signIn") == 1
+
+
+async def test_state_is_stored_at_first_login_so_a_killed_first_run_catches_up(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    from tgsession import FileStorage
+    from tgsession.codec import decode_session
+
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot = tg.add_bot("fresh_bot")
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    try:
+        for _ in range(50):  # the background writer stores it without a disconnect
+            data = decode_session(await FileStorage(path).load_session(), source=str(path))
+            if data.updates is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert data.updates is not None
+    finally:
+        await client.disconnect()
