@@ -68,6 +68,11 @@ class StoredMessage:
             return []
         return [button for row in markup.rows for button in row.buttons]
 
+    def callback_buttons(self) -> list[tuple[str, bytes]]:
+        """The ``(text, data)`` of each inline callback button, row after row."""
+        return [(b.text, b.type.data) for b in self.buttons()
+                if isinstance(getattr(b, "type", None), types.InlineButtonTypeCallback)]
+
     def as_tl(self, viewer_id: int | None = None) -> types.TypeMessage:
         """The ``Message`` (or ``MessageService``) the box owner, or ``viewer_id``, receives."""
         out = self.out if viewer_id is None else self.sender_id == viewer_id

@@ -398,7 +398,9 @@ class FakeTelegram:
         if buttons:
             markup = types.ReplyInlineMarkup(rows=[
                 types.KeyboardButtonRow(buttons=[
-                    types.KeyboardButtonCallback(text=label, data=data) for label, data in row
+                    types.KeyboardInlineButton(text=label,
+                                               type=types.InlineButtonTypeCallback(data=data))
+                    for label, data in row
                 ]) for row in buttons
             ])
         message, _ = self._world.send(self._require(sender), self._target(peer), text,
@@ -477,15 +479,11 @@ class FakeTelegram:
         candidates = (self.messages(who, target) if message_id is None
                       else [self._world.view(who, target, message_id)])
         for message in reversed(candidates):
-            for button in message.buttons():
-                if not isinstance(button, types.KeyboardButtonCallback):
-                    continue
-                if (text is None or button.text == text) and (data is None or
-                                                              button.data == data):
+            for label, payload in message.callback_buttons():
+                if (text is None or label == text) and (data is None or payload == data):
                     if timeout is not None:
                         self._world.callback_timeout = timeout
-                    answer = await self._world.press_button(who, target, message.id,
-                                                            button.data)
+                    answer = await self._world.press_button(who, target, message.id, payload)
                     return getattr(answer, "message", None)
         raise LookupError(f"no inline button {text or data!r} in that chat")
 

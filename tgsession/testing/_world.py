@@ -634,8 +634,7 @@ class World:
         bot = self.accounts.get(message.sender_id)
         if bot is None or not bot.is_bot:
             raise RpcFailure(400, "MESSAGE_ID_INVALID")
-        if not any(isinstance(b, types.KeyboardButtonCallback) and b.data == data
-                   for b in message.buttons()):
+        if not any(d == data for _, d in message.callback_buttons()):
             raise RpcFailure(400, "DATA_INVALID")
         if isinstance(target, Chat) and target.is_channel:
             bot_message_id, peer, chats = message.id, target.peer, [target]
