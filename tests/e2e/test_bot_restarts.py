@@ -11,10 +11,10 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from tgsession.testing import Account, Chat, FakeTelegram
+from tgsession.testing import INLINE_CHANNEL_UPDATES, Account, Chat, FakeTelegram
 
 from .conftest import ROOT, Program, start_program
-from .test_mission import store_signed_in
+from .test_mission import store_signed_in, stored
 
 PROGRAM = ROOT / "tests" / "e2e" / "bot_program.py"
 
@@ -157,3 +157,55 @@ async def test_group_of_three_members_sees_the_bots_answer(
     assert len(team.members) == 3
     assert seen_by_owner.text == seen_by_friend.text == "echo: hello team"
     assert await tg.wait_for_message(to=world.owner, from_=friend, chat=team) == "hello team"
+
+
+async def test_channel_state_survives_a_restart_and_drives_channel_difference(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    world = World(tg, tmp_path)
+    await store_signed_in(tg, world.bot, world.session_file)
+    program = await world.start()
+    await world.send("c0", world.channel)
+    await world.wait_answered(["c0"])
+    assert await stop(program) == 0
+    stored_pts = stored(world.session_file).updates
+    assert stored_pts is not None and world.channel.id in stored_pts.channels
+
+    posts = [f"c{i}" for i in range(1, INLINE_CHANNEL_UPDATES + 3)]  # too many to come inline
+    for text in posts:
+        await world.send(text, world.channel)
+    tg.reset_counts()
+    program = await world.start()
+    await world.wait_answered(posts)
+    assert await stop(program) == 0
+
+    assert tg.call_count("updates.getChannelDifference") >= 1
+    assert world.answers() == Counter({t: 1 for t in ["c0", *posts]})
+
+
+async def test_groups_and_channels_resolve_after_a_restart_without_the_network(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user, other = tg.add_user(), tg.add_user()
+    group = tg.create_group("Cached group", other, user)
+    channel = tg.create_channel("Cached channel", other, user)
+    session_file = tmp_path / "user.json"
+    await store_signed_in(tg, user, session_file)
+    env = {**tg.env(), "SESSION_FILE": str(session_file)}
+    first = await start_program(env, "dialogs")
+    await first.result()
+    assert set((await first.result())["dialogs"]) >= {-group.id, -1_000_000_000_000 - channel.id}
+    assert (await first.finish())[0] == 0
+
+    for chat, marked in ((group, -group.id), (channel, -1_000_000_000_000 - channel.id)):
+        tg.reset_counts()
+        program = await start_program(env, "resolve", str(marked))
+        await program.result()
+        found = await program.result()
+        code, stderr = await program.finish()
+        assert code == 0, stderr
+        assert found["peer"] == marked, chat
+        assert found["kind"] == ("InputPeerChannel" if chat.is_channel else "InputPeerChat")
+        for method in ("channels.getChannels", "messages.getChats", "messages.getDialogs",
+                       "contacts.resolveUsername", "channels.getFullChannel"):
+            assert tg.call_count(method) == 0, method
