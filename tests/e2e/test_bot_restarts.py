@@ -209,3 +209,32 @@ async def test_groups_and_channels_resolve_after_a_restart_without_the_network(
         for method in ("channels.getChannels", "messages.getChats", "messages.getDialogs",
                        "contacts.resolveUsername", "channels.getFullChannel"):
             assert tg.call_count(method) == 0, method
+
+
+async def test_killed_user_client_gets_what_arrived_while_it_was_down(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    user, friend = tg.add_user(), tg.add_user()
+    group = tg.create_group("Friends", friend, user)
+    channel = tg.create_channel("Friend's channel", friend, user)
+    session_file = tmp_path / "user.json"
+    await store_signed_in(tg, user, session_file)
+    env = {**tg.env(), "SESSION_FILE": str(session_file), "TG_PHONE": user.phone or ""}
+    script = ROOT / "tests" / "e2e" / "user_program.py"
+
+    program = await start_program(env, script=script)
+    await program.expect(f"{user.id} running", timeout=30)
+    await tg.send_message(friend, channel, "live post")
+    await program.expect("GOT ", timeout=20)
+    program.process.kill()
+    await program.process.wait()
+
+    sent = {"in private": user, "in the group": group, "in the channel": channel}
+    for text, chat in sent.items():
+        await tg.send_message(friend, chat, text)
+    program = await start_program(env, script=script)
+    got: set[str] = set()
+    while not set(sent) <= got:
+        got.add((await program.expect("GOT ", timeout=20)).split(" ", 2)[2])
+    assert await stop(program) == 0
+    assert tg.call_count("auth.signIn") == 0

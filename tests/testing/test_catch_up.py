@@ -136,3 +136,61 @@ async def test_state_is_stored_at_first_login_so_a_killed_first_run_catches_up(
         assert data.updates is not None
     finally:
         await client.disconnect()
+
+
+async def wait_for_len(items: list[str], n: int) -> None:
+    for _ in range(100):
+        if len(items) >= n:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_handlers_registered_inside_async_with_release_at_the_next_await(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot, user = tg.add_bot("inside_bot"), tg.add_user()
+    await run_once(tg, bot, path)
+    tg.reset_counts()
+    await tg.send_message(user, bot, "missed")
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    seen: list[str] = []
+    async with client:
+        await slow_setup(client)
+        assert seen == [] and tg.call_count("updates.getDifference") == 0
+        client.add_event_handler(lambda e: seen.append(e.raw_text),
+                                 events.NewMessage(incoming=True))
+        await wait_for_len(seen, 1)  # a program that never calls run_until_disconnected()
+    assert seen == ["missed"]
+
+
+async def test_async_with_entered_with_handlers_registered_starts_running(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot, user = tg.add_bot("entered_bot"), tg.add_user()
+    await run_once(tg, bot, path)
+    await tg.send_message(user, bot, "missed")
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    await slow_setup(client)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await asyncio.sleep(0.2)
+    assert seen == []  # registered, but the program has not started running yet
+    async with client:
+        await wait_for_len(seen, 1)
+    assert seen == ["missed"]
+
+
+async def test_without_catch_up_nothing_is_held(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    bot, user = tg.add_bot("live_bot"), tg.add_user()
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await tg.send_message(user, bot, "live")
+    await wait_for_len(seen, 1)
+    await client.disconnect()
+    assert seen == ["live"]
