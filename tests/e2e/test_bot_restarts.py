@@ -55,6 +55,24 @@ class World:
     async def wait_answered(self, texts: list[str], timeout: float = 30) -> None:
         await self.tg.wait_until(lambda: all(self.answers()[t] for t in texts), timeout)
 
+    async def first_run(self) -> Program:
+        """Sign in from a stored key, start, and get one answer in each chat."""
+        await store_signed_in(self.tg, self.bot, self.session_file)
+        program = await self.start()
+        for text, chat in zip(["p0", "g0", "c0"], self.chats(), strict=True):
+            await self.send(text, chat)
+        await self.wait_answered(["p0", "g0", "c0"])
+        return program
+
+    async def restart_after(self, missed: dict[str, Account | Chat]) -> None:
+        """Send ``missed`` while the bot is down, start it again, wait for the answers and
+        stop it cleanly."""
+        for text, chat in missed.items():
+            await self.send(text, chat)
+        program = await self.start()
+        await self.wait_answered(list(missed))
+        assert await stop(program) == 0
+
 
 async def stop(program: Program) -> int:
     program.process.send_signal(signal.SIGINT)
@@ -66,21 +84,13 @@ async def test_killed_bot_answers_everything_sent_while_it_was_down(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
     world = World(tg, tmp_path)
-    await store_signed_in(tg, world.bot, world.session_file)
-    program = await world.start()
-    for text, chat in zip(["p0", "g0", "c0"], world.chats(), strict=True):
-        await world.send(text, chat)
-    await world.wait_answered(["p0", "g0", "c0"])
+    program = await world.first_run()
     program.process.kill()  # SIGKILL: nothing is flushed, nothing is cleaned up
     await program.process.wait()
 
-    missed = {"p1": world.bot, "p2": world.bot, "g1": world.group, "c1": world.channel,
-              "c2": world.channel}
-    for text, chat in missed.items():
-        await world.send(text, chat)
-    program = await world.start()
-    await world.wait_answered(list(missed))
-    assert await stop(program) == 0
+    missed: dict[str, Account | Chat] = {"p1": world.bot, "p2": world.bot, "g1": world.group,
+                                         "c1": world.channel, "c2": world.channel}
+    await world.restart_after(missed)
 
     answers = world.answers()
     assert all(answers[text] >= 1 for text in missed)  # at least once after a kill
@@ -91,19 +101,11 @@ async def test_cleanly_stopped_bot_answers_what_it_missed_exactly_once(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
     world = World(tg, tmp_path)
-    await store_signed_in(tg, world.bot, world.session_file)
-    program = await world.start()
-    for text, chat in zip(["p0", "g0", "c0"], world.chats(), strict=True):
-        await world.send(text, chat)
-    await world.wait_answered(["p0", "g0", "c0"])
-    assert await stop(program) == 0
+    assert await stop(await world.first_run()) == 0
 
-    missed = {"p1": world.bot, "g1": world.group, "g2": world.group, "c1": world.channel}
-    for text, chat in missed.items():
-        await world.send(text, chat)
-    program = await world.start()
-    await world.wait_answered(list(missed))
-    assert await stop(program) == 0
+    missed: dict[str, Account | Chat] = {"p1": world.bot, "g1": world.group, "g2": world.group,
+                                         "c1": world.channel}
+    await world.restart_after(missed)
 
     assert world.answers() == Counter({t: 1 for t in ["p0", "g0", "c0", *missed]})
 

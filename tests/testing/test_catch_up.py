@@ -25,6 +25,26 @@ async def run_once(tg: FakeTelegram, bot: Account, path: Path) -> None:
         pass
 
 
+async def restarted_after_missing(tg: FakeTelegram, name: str, path: Path,
+                                  *texts: str) -> tuple[Any, Account, Account]:
+    """A bot that ran once and stopped, missed ``texts`` from a user, and is built again."""
+    bot, user = tg.add_bot(name), tg.add_user()
+    await run_once(tg, bot, path)
+    tg.reset_counts()
+    for text in texts:
+        await tg.send_message(user, bot, text)
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    return client, bot, user
+
+
+async def wait_for_len(items: list[str], n: int) -> None:
+    """Give the client up to five seconds to dispatch ``n`` updates."""
+    for _ in range(100):
+        if len(items) >= n:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def slow_setup(client: Any) -> None:
     """What programs do before registering handlers: ask who they are, and more."""
     await client.get_me()
@@ -34,13 +54,9 @@ async def slow_setup(client: Any) -> None:
 async def test_bot_that_awaits_before_registering_gets_what_it_missed(
     fake_telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    tg, path = fake_telegram, tmp_path / "bot.json"
-    bot, user = tg.add_bot("late_bot"), tg.add_user()
-    await run_once(tg, bot, path)
-    for text in ("one", "two", "three"):
-        await tg.send_message(user, bot, text)
-
-    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    tg = fake_telegram
+    client, bot, user = await restarted_after_missing(tg, "late_bot", tmp_path / "bot.json",
+                                                      "one", "two", "three")
     await slow_setup(client)
     seen: list[str] = []
 
@@ -62,11 +78,7 @@ async def test_nothing_is_dispatched_and_the_state_stays_until_the_program_runs(
     fake_telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     tg, path = fake_telegram, tmp_path / "bot.json"
-    bot, user = tg.add_bot("held_bot"), tg.add_user()
-    await run_once(tg, bot, path)
-    tg.reset_counts()
-    await tg.send_message(user, bot, "missed")
-    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    client, bot, user = await restarted_after_missing(tg, "held_bot", path, "missed")
     await slow_setup(client)
     await tg.send_message(user, bot, "live, before any handler")
     await asyncio.sleep(0.2)
@@ -77,10 +89,7 @@ async def test_nothing_is_dispatched_and_the_state_stays_until_the_program_runs(
     seen: list[str] = []
     client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
     await client.catch_up()
-    for _ in range(50):
-        if len(seen) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_len(seen, 2)
     await client.disconnect()
     assert seen == ["missed", "live, before any handler"]
 
@@ -138,22 +147,12 @@ async def test_state_is_stored_at_first_login_so_a_killed_first_run_catches_up(
         await client.disconnect()
 
 
-async def wait_for_len(items: list[str], n: int) -> None:
-    for _ in range(100):
-        if len(items) >= n:
-            return
-        await asyncio.sleep(0.05)
-
 
 async def test_handlers_registered_inside_async_with_release_at_the_next_await(
     fake_telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    tg, path = fake_telegram, tmp_path / "bot.json"
-    bot, user = tg.add_bot("inside_bot"), tg.add_user()
-    await run_once(tg, bot, path)
-    tg.reset_counts()
-    await tg.send_message(user, bot, "missed")
-    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    tg = fake_telegram
+    client, _, _ = await restarted_after_missing(tg, "inside_bot", tmp_path / "bot.json", "missed")
     seen: list[str] = []
     async with client:
         await slow_setup(client)
@@ -167,11 +166,8 @@ async def test_handlers_registered_inside_async_with_release_at_the_next_await(
 async def test_async_with_entered_with_handlers_registered_starts_running(
     fake_telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    tg, path = fake_telegram, tmp_path / "bot.json"
-    bot, user = tg.add_bot("entered_bot"), tg.add_user()
-    await run_once(tg, bot, path)
-    await tg.send_message(user, bot, "missed")
-    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    tg = fake_telegram
+    client, _, _ = await restarted_after_missing(tg, "entered_bot", tmp_path / "bot.json", "missed")
     await slow_setup(client)
     seen: list[str] = []
     client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
