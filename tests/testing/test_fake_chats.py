@@ -9,7 +9,7 @@ import pytest
 from telethon import TelegramClient, errors, events, functions, types
 from telethon.sessions import MemorySession
 
-from tgsession.testing import INLINE_CHANNEL_UPDATES, FakeTelegram
+from tgsession.testing import INLINE_CHANNEL_UPDATES, FakeTelegram, RpcFailure
 
 SignedIn = Callable[..., Awaitable[TelegramClient]]
 
@@ -140,3 +140,29 @@ async def test_channel_updates_missed_while_offline_come_through_channel_differe
     await asyncio.sleep(0.2)
     assert inbox.empty()
     await again.disconnect()
+
+
+async def test_admins_kick_members_and_members_leave(
+    fake_telegram: FakeTelegram, signed_in: SignedIn
+) -> None:
+    tg = fake_telegram
+    owner, spammer, bystander, quitter = (tg.add_user() for _ in range(4))
+    group = tg.create_group("Small", owner, spammer, bystander)
+    supergroup = tg.create_channel("Large", owner, spammer, quitter, megagroup=True)
+    owner_client, quitter_client = await signed_in(owner), await signed_in(quitter)
+    await owner_client.get_dialogs()  # learns both chats' access hashes
+    await quitter_client.get_dialogs()
+
+    await owner_client.kick_participant(-group.id, types.InputUser(spammer.id,
+                                                                   spammer.access_hash))
+    await owner_client.kick_participant(supergroup.peer, types.InputUser(
+        spammer.id, spammer.access_hash))
+    await quitter_client.kick_participant(supergroup.peer, "me")
+
+    assert spammer.id not in group.members and spammer.id not in supergroup.members
+    assert list(supergroup.members) == [owner.id]
+    removed = [m.action.user_id for m in tg.messages(bystander, group) if isinstance(
+        m.action, types.MessageActionChatDeleteUser)]
+    assert removed == [spammer.id]
+    with pytest.raises(RpcFailure, match="CHAT_WRITE_FORBIDDEN"):
+        await tg.send_message(spammer, group, "let me back in")

@@ -47,6 +47,15 @@ def _add_chat_user(call: Call, request: Any) -> TLObject:
     return _invited(call, chat, [update] if update is not None else [])
 
 
+@_handles(functions.messages.DeleteChatUserRequest)
+def _delete_chat_user(call: Call, request: Any) -> TLObject:
+    me = call.me()
+    chat = _basic_group(call, request.chat_id)
+    user = resolve_user(call, request.user_id, "USER_ID_INVALID")
+    update = call.world.remove_member(chat, me, user, origin=call.connection)
+    return call.world.updates_for(me, [update] if update is not None else [], [user], [chat])
+
+
 @_handles(functions.messages.GetChatsRequest)
 def _get_chats(call: Call, request: Any) -> TLObject:
     me = call.me()
@@ -104,6 +113,29 @@ def _edit_admin(call: Call, request: Any) -> TLObject:
     else:
         chat.admins.discard(user.id)
     return call.world.updates_for(me, [], [user], [chat])
+
+
+@_handles(functions.channels.EditBannedRequest)
+def _edit_banned(call: Call, request: Any) -> TLObject:
+    me = call.me()
+    chat = resolve_channel(call, request.channel)
+    user = resolve_user(call, request.participant, "PARTICIPANT_ID_INVALID")
+    if not chat.is_admin(me.id):
+        raise RpcFailure(403, "CHAT_ADMIN_REQUIRED")
+    updates = []
+    # Bans are not remembered: banning from viewing removes the member, lifting it does nothing.
+    if request.banned_rights.view_messages and user.id in chat.members:
+        update = call.world.remove_member(chat, me, user, origin=call.connection)
+        updates = [update] if update is not None else []
+    return call.world.updates_for(me, updates, [user], [chat])
+
+
+@_handles(functions.channels.LeaveChannelRequest)
+def _leave_channel(call: Call, request: Any) -> TLObject:
+    me = call.me()
+    chat = resolve_channel(call, request.channel)
+    update = call.world.remove_member(chat, me, me, origin=call.connection)
+    return call.world.updates_for(me, [update] if update is not None else [], [], [chat])
 
 
 @_handles(functions.channels.GetChannelsRequest)

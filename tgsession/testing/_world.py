@@ -286,6 +286,25 @@ class World:
         action = types.MessageActionChatAddUser(users=[a.id for a in new])
         return self.send(adder, chat, action=action, origin=origin)[1]
 
+    def remove_member(self, chat: Chat, remover: Account, account: Account,
+                      *, origin: LiveConnection | None = None) -> Any:
+        """Remove (kick, or leave when ``remover`` is ``account``) a member; returns the
+        remover's update of the service message, if one was made."""
+        if account.id not in chat.members:
+            raise RpcFailure(400, "USER_NOT_PARTICIPANT")
+        if remover is not account and not chat.is_admin(remover.id):
+            raise RpcFailure(403, "CHAT_ADMIN_REQUIRED")
+        if account.id == chat.creator_id and remover is not account:
+            raise RpcFailure(400, "USER_ADMIN_INVALID")
+        update = None
+        if not chat.broadcast:  # the one leaving sees it too
+            update = self.send(remover, chat, action=types.MessageActionChatDeleteUser(
+                account.id), origin=origin)[1]
+        del chat.members[account.id]
+        chat.admins.discard(account.id)
+        chat.version += 1
+        return update
+
     def _check_can_join(self, account: Account, chat: Chat) -> None:
         if account.is_bot and not chat.broadcast and account.username is None:
             raise RpcFailure(400, "BOT_GROUPS_BLOCKED")
