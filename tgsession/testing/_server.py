@@ -481,9 +481,8 @@ class FakeTelegram:
         for message in reversed(candidates):
             for label, payload in message.callback_buttons():
                 if (text is None or label == text) and (data is None or payload == data):
-                    if timeout is not None:
-                        self._world.callback_timeout = timeout
-                    answer = await self._world.press_button(who, target, message.id, payload)
+                    answer = await self._world.press_button(who, target, message.id, payload,
+                                                            timeout)
                     return getattr(answer, "message", None)
         raise LookupError(f"no inline button {text or data!r} in that chat")
 

@@ -647,8 +647,9 @@ class World:
     # --- callback queries -----------------------------------------------------------------
 
     async def press_button(self, user: Account, target: Target, message_id: int,
-                           data: bytes) -> Any:
-        """``messages.getBotCallbackAnswer``: ask the bot, wait for its answer."""
+                           data: bytes, timeout: float | None = None) -> Any:
+        """``messages.getBotCallbackAnswer``: ask the bot, wait for its answer (at most
+        ``timeout``, by default :attr:`callback_timeout`)."""
         message = self.view(user, target, message_id)
         bot = self.accounts.get(message.sender_id)
         if bot is None or not bot.is_bot:
@@ -675,7 +676,7 @@ class World:
         )
         self.push_to(bot, update, [user], chats)
         try:
-            return await asyncio.wait_for(future, self.callback_timeout)
+            return await asyncio.wait_for(future, timeout or self.callback_timeout)
         except asyncio.TimeoutError:
             raise RpcFailure(400, "BOT_RESPONSE_TIMEOUT") from None
         finally:
