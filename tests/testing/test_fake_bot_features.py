@@ -134,18 +134,21 @@ async def test_bot_commands_typing_and_users_by_id_alone(
 ) -> None:
     tg = fake_telegram
     user, bot = tg.add_user(first_name="Ann"), tg.add_bot("cmd_bot")
-    bot_client = await signed_in(bot)
+    bot_client, user_client = await signed_in(bot), await signed_in(user)
+    typing = queue_of(user_client, events.UserUpdate())
     await tg.send_message(user, bot, "/start")
 
     await bot_client(functions.bots.SetBotCommandsRequest(
         scope=types.BotCommandScopeDefault(), lang_code="",
         commands=[types.BotCommand("start", "Start"), types.BotCommand("help", "Help")]))
     [found] = await bot_client(functions.users.GetUsersRequest([types.InputUser(user.id, 0)]))
-    async with bot_client.action(user.id, "typing"):
-        pass
+    await bot_client(functions.messages.SetTypingRequest(
+        types.InputPeerUser(user.id, 0), types.SendMessageTypingAction()))
 
     assert tg.bot_commands(bot) == [("start", "Start"), ("help", "Help")]
     assert found.first_name == "Ann"
+    status = await asyncio.wait_for(typing.get(), 5)
+    assert status.typing and status.user_id == bot.id  # type: ignore[attr-defined]
 
 
 async def test_forward_pin_and_contacts(fake_telegram: FakeTelegram, signed_in: SignedIn) -> None:
