@@ -3,7 +3,7 @@
     python child.py user         client_from_environment + auth_if_necessary(StdioFlow)
     python child.py bot          bot_from_environment
     python child.py hold         like user, then waits for a line on stdin before exiting
-    python child.py resolve NAME like user, then resolves NAME and prints what it found
+    python child.py resolve NAME...  like user, then resolves each NAME and prints what it found
     python child.py resolve-hold NAME   both
     python child.py dialogs      like user, then lists its dialogs (which caches their entities)
 
@@ -67,8 +67,8 @@ async def main(mode: str, args: list[str]) -> int:
         else:
             me = await auth_if_necessary(client, StdioFlow())
         report(id=me.id, bot=bool(me.bot), phone=me.phone)
-        if mode.startswith("resolve"):
-            name: str | int = int(args[0]) if args[0].lstrip("-").isdigit() else args[0]
+        for arg in args if mode.startswith("resolve") else ():
+            name: str | int = int(arg) if arg.lstrip("-").isdigit() else arg
             entity = await client.get_input_entity(name)
             report(resolved=getattr(entity, "user_id", None), kind=type(entity).__name__,
                    peer=utils.get_peer_id(entity))
