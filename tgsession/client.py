@@ -34,8 +34,9 @@ class Client(TelegramClient):  # type: ignore[misc]
     entered with a handler already registered, or the first handler registered inside
     ``async with client:`` (then at the program's next ``await``). The update state is
     stored as soon as it is first known, so even a program killed before its first clean
-    stop catches up on its next start: at least once after a kill, exactly once after a
-    clean stop.
+    stop catches up on its next start; and it is stored only while no handler is still
+    running, so an update whose handler a stop interrupted comes again. Delivery is at least
+    once after a kill or an interrupted handler, exactly once after a clean stop.
     """
 
     #: The error that showed the stored key dead during ``async with``, if any.
@@ -45,6 +46,7 @@ class Client(TelegramClient):  # type: ignore[misc]
         super().__init__(session, *args, **kwargs)
         self._running = asyncio.Event()
         self._inside_with = False
+        self._handler_interrupted = False
         on_lease_lost = getattr(session, "on_lease_lost", None)
         if on_lease_lost is not None:
             # Another holder has the session now: stop using its key at once.
@@ -102,6 +104,26 @@ class Client(TelegramClient):  # type: ignore[misc]
         """Telethon's; the program starts running (held updates are dispatched)."""
         self._start_running()
         await super().catch_up()
+
+    async def _dispatch_update(self, update: Any) -> None:
+        try:
+            await super()._dispatch_update(update)
+        except asyncio.CancelledError:
+            # disconnect() cancels running handlers, then stores the update state past them.
+            self._handler_interrupted = True
+            raise
+
+    async def _save_states_and_entities(self) -> None:
+        # Telethon calls this every minute and on disconnect. The update state it would store
+        # is past every update fetched, including those whose handlers are still running (or
+        # were just cancelled by disconnect): storing it then would lose them. Keep the
+        # previous stored state instead; the next start fetches them again.
+        if self._catch_up and (self._handler_interrupted or any(
+                not task.done() for task in self._event_handler_tasks)):
+            log.info("update state not stored: a handler is running or was interrupted; "
+                     "its update will be delivered again after a restart")
+            return
+        await super()._save_states_and_entities()
 
     async def _on_login(self, user: Any) -> Any:
         # Telethon learns the update state here (updates.getState) but stores it only on

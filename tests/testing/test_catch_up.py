@@ -190,3 +190,28 @@ async def test_without_catch_up_nothing_is_held(
     await wait_for_len(seen, 1)
     await client.disconnect()
     assert seen == ["live"]
+
+
+async def test_an_update_whose_handler_a_stop_interrupted_comes_again(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    client, bot, _ = await restarted_after_missing(tg, "busy_bot", path, "slow job")
+    started = asyncio.Event()
+
+    async def never_finishes(event: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    client.add_event_handler(never_finishes, events.NewMessage(incoming=True))
+    await client.catch_up()
+    await asyncio.wait_for(started.wait(), 5)
+    await client.disconnect()  # cancels the handler mid-way
+
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await client.catch_up()
+    await wait_for_len(seen, 1)
+    await client.disconnect()
+    assert seen == ["slow job"]
