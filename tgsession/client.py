@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -34,10 +35,15 @@ class Client(TelegramClient):  # type: ignore[misc]
     entered with a handler already registered, or the first handler registered inside
     ``async with client:`` (then at the program's next ``await``). The update state is
     stored as soon as it is first known, so even a program killed before its first clean
-    stop catches up on its next start; and it is stored only while no handler is still
-    running, so an update whose handler a stop interrupted comes again. Delivery is at least
-    once after a kill or an interrupted handler, exactly once after a clean stop.
+    stop catches up on its next start, and only while no handler is running. A clean stop
+    (``disconnect()``, leaving ``async with``, Ctrl-C) first lets running handlers finish, for
+    up to :attr:`handler_drain_timeout` seconds; an update whose handler it still had to
+    cancel comes again after a restart. Delivery is at least once after a kill, exactly once
+    after a clean stop whose handlers finished.
     """
+
+    #: How long a clean stop waits for running handlers (``catch_up=True`` only).
+    handler_drain_timeout: float = 10.0
 
     #: The error that showed the stored key dead during ``async with``, if any.
     dead_key_error: BaseException | None = None
@@ -47,10 +53,12 @@ class Client(TelegramClient):  # type: ignore[misc]
         self._running = asyncio.Event()
         self._inside_with = False
         self._handler_interrupted = False
+        self._disconnect_caller: asyncio.Task[Any] | None = None
+        self._drain = True
         on_lease_lost = getattr(session, "on_lease_lost", None)
         if on_lease_lost is not None:
             # Another holder has the session now: stop using its key at once.
-            on_lease_lost(lambda: asyncio.ensure_future(self.disconnect()))
+            on_lease_lost(lambda: asyncio.ensure_future(self._disconnect_at_once()))
 
     async def __aenter__(self) -> Client:
         try:
@@ -104,6 +112,41 @@ class Client(TelegramClient):  # type: ignore[misc]
         """Telethon's; the program starts running (held updates are dispatched)."""
         self._start_running()
         await super().catch_up()
+
+    def disconnect(self) -> Any:
+        """Telethon's; with ``catch_up=True`` running handlers may finish first."""
+        with contextlib.suppress(RuntimeError):  # no running loop: Telethon runs one
+            self._disconnect_caller = asyncio.current_task()
+        return super().disconnect()
+
+    def _disconnect_at_once(self) -> Any:
+        # Another holder has the session: not one more request with its key.
+        self._drain = False
+        return self.disconnect()
+
+    async def _disconnect_coro(self) -> None:
+        if self._catch_up and self._drain:
+            await self._drain_handlers()
+        await super()._disconnect_coro()
+
+    async def _drain_handlers(self) -> None:
+        """Wait (at most :attr:`handler_drain_timeout`) for running handlers, while still
+        connected so that their requests complete; a handler that called disconnect() itself
+        is not waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.handler_drain_timeout
+        while self.is_connected():
+            pending = {t for t in self._event_handler_tasks
+                       if not t.done() and t is not self._disconnect_caller}
+            if not pending:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("%d update handler(s) still running after %.0f s; stopping them "
+                            "(their updates come again after a restart)", len(pending),
+                            self.handler_drain_timeout)
+                return
+            await asyncio.wait(pending, timeout=remaining)
 
     async def _dispatch_update(self, update: Any) -> None:
         try:

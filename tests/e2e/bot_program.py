@@ -10,6 +10,8 @@ then run. With ``catch_up=True`` it must answer what arrived while it was down.
 
 import asyncio
 import contextlib
+import logging
+import os
 
 from telethon import Button, events
 
@@ -43,5 +45,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("CHILD_LOG_LEVEL", "WARNING"))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

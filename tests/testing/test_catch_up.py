@@ -204,9 +204,10 @@ async def test_an_update_whose_handler_a_stop_interrupted_comes_again(
         await asyncio.Event().wait()
 
     client.add_event_handler(never_finishes, events.NewMessage(incoming=True))
+    client.handler_drain_timeout = 0.1
     await client.catch_up()
     await asyncio.wait_for(started.wait(), 5)
-    await client.disconnect()  # cancels the handler mid-way
+    await client.disconnect()  # waits 0.1 s, then cancels the handler mid-way
 
     client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
     seen: list[str] = []
@@ -215,3 +216,31 @@ async def test_an_update_whose_handler_a_stop_interrupted_comes_again(
     await wait_for_len(seen, 1)
     await client.disconnect()
     assert seen == ["slow job"]
+
+
+async def test_a_clean_stop_lets_running_handlers_finish_and_answers_nothing_twice(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    client, bot, user = await restarted_after_missing(tg, "polite_bot", path, "take your time")
+    started = asyncio.Event()
+
+    async def slow_answer(event: Any) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        await event.respond("done")
+
+    client.add_event_handler(slow_answer, events.NewMessage(incoming=True))
+    await client.catch_up()
+    await asyncio.wait_for(started.wait(), 5)
+    await client.disconnect()  # while the handler sleeps
+    assert await tg.wait_for_message(to=user, from_=bot, timeout=0) == "done"
+
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await client.catch_up()
+    await tg.send_message(user, bot, "next")
+    await wait_for_len(seen, 1)
+    await client.disconnect()
+    assert seen == ["next"]
