@@ -202,3 +202,24 @@ async def test_a_method_the_server_lacks_is_logged_once_by_name(
                 r.getMessage()]
     assert len(warnings) == 1
     assert fake_telegram.unimplemented_calls == {"account.getAuthorizations"}
+
+
+async def test_edit_delete_and_post_controls_reach_live_clients(
+    fake_telegram: FakeTelegram, signed_in: SignedIn
+) -> None:
+    tg = fake_telegram
+    owner, bot = tg.add_user(), tg.add_bot("watch_bot")
+    channel = tg.create_channel("Announcements", owner, bot)
+    bot_client = await signed_in(bot)
+    new, edited, deleted = (queue_of(bot_client, e) for e in (
+        events.NewMessage(), events.MessageEdited(), events.MessageDeleted()))
+
+    post_id = await tg.post(channel, "draft")
+    await tg.edit_message(owner, channel, post_id, "final")
+    await tg.delete_messages(owner, channel, post_id)
+
+    assert (await asyncio.wait_for(new.get(), 5)).raw_text == "draft"  # type: ignore[attr-defined]
+    assert (await asyncio.wait_for(edited.get(), 5)).raw_text == "final"  # type: ignore[attr-defined]
+    gone = await asyncio.wait_for(deleted.get(), 5)
+    assert gone.deleted_ids == [post_id]  # type: ignore[attr-defined]
+    assert tg.messages(bot, channel)[-1].id != post_id

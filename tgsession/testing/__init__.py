@@ -1,4 +1,5 @@
-"""An offline Telegram for tests: a local MTProto server the unmodified Telethon client uses.
+"""An offline Telegram for tests: a local MTProto server the unmodified Telethon client uses,
+with private chats, groups, supergroups, channels, inline buttons, edits and files.
 
 Example::
 

@@ -407,6 +407,11 @@ class FakeTelegram:
                                       reply_to_msg_id=reply_to, reply_markup=markup)
         return message.id
 
+    async def post(self, channel: Chat, text: str, *, by: Account | str | None = None) -> int:
+        """Post ``text`` in a channel as its creator (or the admin ``by``); returns its id."""
+        author = self._require(by) if by is not None else self.account(channel.creator_id)
+        return await self.send_message(author, channel, text)
+
     async def send_file(
         self,
         sender: Account | str,
