@@ -152,8 +152,11 @@ class Client(TelegramClient):  # type: ignore[misc]
         try:
             await super()._dispatch_update(update)
         except asyncio.CancelledError:
-            # disconnect() cancels running handlers, then stores the update state past them.
-            self._handler_interrupted = True
+            # disconnect() cancels running handlers, then would store the update state past
+            # them. A handler that asked for the disconnect itself is done, though: a "/stop"
+            # handled again on every start would stop the program for good.
+            if asyncio.current_task() is not self._disconnect_caller:
+                self._handler_interrupted = True
             raise
 
     async def _save_states_and_entities(self) -> None:

@@ -244,3 +244,37 @@ async def test_a_clean_stop_lets_running_handlers_finish_and_answers_nothing_twi
     await wait_for_len(seen, 1)
     await client.disconnect()
     assert seen == ["next"]
+
+
+async def test_a_handler_that_stops_the_program_is_not_handled_again(
+    fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    tg, path = fake_telegram, tmp_path / "bot.json"
+    client, bot, user = await restarted_after_missing(tg, "stop_bot", path, "/stop")
+
+    stopping: list[Any] = []
+
+    async def stop(event: Any) -> None:
+        await event.respond("bye")
+        stopping.append(event.client.disconnect())
+        await stopping[-1]
+
+    client.add_event_handler(stop, events.NewMessage(incoming=True, pattern="/stop"))
+    await client.catch_up()
+    assert await tg.wait_for_message(to=user, from_=bot) == "bye"
+    while not stopping:
+        await asyncio.sleep(0.01)
+    # The handler's await of disconnect() ends when disconnect cancels it; the disconnect
+    # itself goes on (shielded) until the session is closed.
+    closing = [t for t in asyncio.all_tasks() if "_disconnect_coro" in repr(t.get_coro())]
+    if closing:
+        await asyncio.wait(closing, timeout=5)
+
+    client = await bot_from_environment(env=bot_env(tg, bot), session_file=path, catch_up=True)
+    seen: list[str] = []
+    client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage(incoming=True))
+    await client.catch_up()
+    await tg.send_message(user, bot, "hello again")
+    await wait_for_len(seen, 1)
+    await client.disconnect()
+    assert seen == ["hello again"]
