@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
-from telethon import TelegramClient, errors
+from telethon import TelegramClient, errors, utils
 
 __all__ = ["DEAD_KEY_ERRORS", "Client"]
 
@@ -25,17 +26,39 @@ class Client(TelegramClient):  # type: ignore[misc]
     the server no longer knows), the block is still entered, disconnected, with the error
     in :attr:`dead_key_error`; ``auth_if_necessary`` then replaces the key. Leaving the
     block disconnects, which flushes the session to its storage and releases its lease.
+
+    With ``catch_up=True`` no update is lost across a restart: the factories connect and
+    sign in before the program registers its handlers, so the client holds every update
+    (the missed ones it fetches and the live ones) until the program starts running, and
+    its stored update state does not move meanwhile. It starts running at the first of
+    :meth:`run_until_disconnected`, :meth:`start`, :meth:`catch_up`, ``async with client:``
+    entered with a handler already registered, or the first handler registered inside
+    ``async with client:`` (then at the program's next ``await``). The update state is
+    stored as soon as it is first known, so even a program killed before its first clean
+    stop catches up on its next start, and only while no handler is running. A clean stop
+    (``disconnect()``, leaving ``async with``, Ctrl-C) first lets running handlers finish, for
+    up to :attr:`handler_drain_timeout` seconds; an update whose handler it still had to
+    cancel comes again after a restart. Delivery is at least once after a kill, exactly once
+    after a clean stop whose handlers finished.
     """
+
+    #: How long a clean stop waits for running handlers (``catch_up=True`` only).
+    handler_drain_timeout: float = 10.0
 
     dead_key_error: BaseException | None = None
     """The error that showed the stored key dead during ``async with``, if any."""
 
     def __init__(self, session: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(session, *args, **kwargs)
+        self._running = asyncio.Event()
+        self._inside_with = False
+        self._handler_interrupted = False
+        self._disconnect_caller: asyncio.Task[Any] | None = None
+        self._drain = True
         on_lease_lost = getattr(session, "on_lease_lost", None)
         if on_lease_lost is not None:
             # Another holder has the session now: stop using its key at once.
-            on_lease_lost(lambda: asyncio.ensure_future(self.disconnect()))
+            on_lease_lost(lambda: asyncio.ensure_future(self._disconnect_at_once()))
 
     async def __aenter__(self) -> Client:
         try:
@@ -45,7 +68,116 @@ class Client(TelegramClient):  # type: ignore[misc]
             self.dead_key_error = exc
             log.warning("the stored session's key was refused while connecting (%s); "
                         "auth_if_necessary will replace it", type(exc).__name__)
+        self._inside_with = True
+        if self._event_builders:
+            self._start_running()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        self._inside_with = False
         await self.disconnect()
+
+    # --- invariant 9: updates wait for the program's handlers --------------------------------
+
+    def _start_running(self) -> None:
+        """Let the update loop dispatch (and catch up) from now on."""
+        self._running.set()
+
+    async def _update_loop(self) -> None:
+        # Telethon starts this loop in connect(), which the factories and auth_if_necessary
+        # call before the program registers its handlers; its first act is the catch-up.
+        # Until the program runs, updates wait in Telethon's queue, unprocessed, so the
+        # message box (the update state saved to the session) stays where it was.
+        if self._catch_up and not self._running.is_set():
+            await self._running.wait()
+        await super()._update_loop()
+
+    def add_event_handler(self, callback: Any, event: Any = None) -> None:
+        """Telethon's, and inside ``async with client:`` the client starts running at the
+        program's next ``await``: handlers registered together all see the caught-up updates."""
+        super().add_event_handler(callback, event)
+        if self._inside_with and not self._running.is_set():
+            asyncio.get_running_loop().call_soon(self._start_running)
+
+    def run_until_disconnected(self) -> Any:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        return super().run_until_disconnected()
+
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        return super().start(*args, **kwargs)
+
+    async def catch_up(self) -> None:
+        """Telethon's; the program starts running (held updates are dispatched)."""
+        self._start_running()
+        await super().catch_up()
+
+    def disconnect(self) -> Any:
+        """Telethon's; with ``catch_up=True`` running handlers may finish first."""
+        with contextlib.suppress(RuntimeError):  # no running loop: Telethon runs one
+            self._disconnect_caller = asyncio.current_task()
+        return super().disconnect()
+
+    def _disconnect_at_once(self) -> Any:
+        # Another holder has the session: not one more request with its key.
+        self._drain = False
+        return self.disconnect()
+
+    async def _disconnect_coro(self) -> None:
+        if self._catch_up and self._drain:
+            await self._drain_handlers()
+        await super()._disconnect_coro()
+
+    async def _drain_handlers(self) -> None:
+        """Wait (at most :attr:`handler_drain_timeout`) for running handlers, while still
+        connected so that their requests complete; a handler that called disconnect() itself
+        is not waited for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.handler_drain_timeout
+        while self.is_connected():
+            pending = {t for t in self._event_handler_tasks
+                       if not t.done() and t is not self._disconnect_caller}
+            if not pending:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("%d update handler(s) still running after %.0f s; stopping them "
+                            "(their updates come again after a restart)", len(pending),
+                            self.handler_drain_timeout)
+                return
+            await asyncio.wait(pending, timeout=remaining)
+
+    async def _dispatch_update(self, update: Any) -> None:
+        try:
+            await super()._dispatch_update(update)
+        except asyncio.CancelledError:
+            # disconnect() cancels running handlers, then would store the update state past
+            # them. A handler that asked for the disconnect itself is done, though: a "/stop"
+            # handled again on every start would stop the program for good.
+            if asyncio.current_task() is not self._disconnect_caller:
+                self._handler_interrupted = True
+            raise
+
+    async def _save_states_and_entities(self) -> None:
+        # Telethon calls this every minute and on disconnect. The update state it would store
+        # is past every update fetched, including those whose handlers are still running (or
+        # were just cancelled by disconnect): storing it then would lose them. Keep the
+        # previous stored state instead; the next start fetches them again.
+        if self._catch_up and (self._handler_interrupted or any(
+                not task.done() for task in self._event_handler_tasks)):
+            log.info("update state not stored: a handler is running or was interrupted; "
+                     "its update will be delivered again after a restart")
+            return
+        await super()._save_states_and_entities()
+
+    async def _on_login(self, user: Any) -> Any:
+        # Telethon learns the update state here (updates.getState) but stores it only on
+        # disconnect or a minute later: store it now, so a program killed before that still
+        # has a state to catch up from on its next start.
+        result = await super()._on_login(user)
+        if self._catch_up:
+            await self._save_states_and_entities()
+            await utils.maybe_async(self.session.save())
+        return result

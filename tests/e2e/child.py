@@ -3,8 +3,11 @@
     python child.py user         client_from_environment + auth_if_necessary(StdioFlow)
     python child.py bot          bot_from_environment
     python child.py hold         like user, then waits for a line on stdin before exiting
-    python child.py resolve NAME like user, then resolves NAME and prints what it found
+    python child.py resolve NAME...  like user, then resolves each NAME and prints what it found
     python child.py resolve-hold NAME   both
+    python child.py dialogs      like user, then lists its dialogs (which caches their entities)
+
+NAME may be a marked peer id (``-100…`` for a channel, ``-…`` for a group).
 
 It asks through stdout lines ``ASK phone`` / ``ASK code`` / ``ASK password`` and reads the
 answers from stdin, and reports with ``RESULT {json}`` lines.
@@ -18,6 +21,8 @@ import logging
 import os
 import sys
 from typing import Any
+
+from telethon import utils
 
 from tgsession import (
     SessionLockedError,
@@ -62,9 +67,13 @@ async def main(mode: str, args: list[str]) -> int:
         else:
             me = await auth_if_necessary(client, StdioFlow())
         report(id=me.id, bot=bool(me.bot), phone=me.phone)
-        if mode.startswith("resolve"):
-            entity = await client.get_input_entity(args[0])
-            report(resolved=getattr(entity, "user_id", None))
+        for arg in args if mode.startswith("resolve") else ():
+            name: str | int = int(arg) if arg.lstrip("-").isdigit() else arg
+            entity = await client.get_input_entity(name)
+            report(resolved=getattr(entity, "user_id", None), kind=type(entity).__name__,
+                   peer=utils.get_peer_id(entity))
+        if mode == "dialogs":
+            report(dialogs=[d.id for d in await client.get_dialogs()])
         if mode == "reveal":
             # Everything a careless program might print about its objects.
             session = client.session

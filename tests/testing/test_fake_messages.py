@@ -138,6 +138,7 @@ async def test_user_restarted_from_a_string_session_sees_history(
 ) -> None:
     user = fake_telegram.add_user(phone="+15550208")
     bot = fake_telegram.add_bot("memory_bot")
+    await fake_telegram.send_message(user, bot, "/start")
     await fake_telegram.send_message(bot, user, "remember me")
 
     client = make_client(StringSession(fake_telegram.preauthorize(user).string_session()))

@@ -1,4 +1,5 @@
-"""An offline Telegram for tests: a local MTProto server the unmodified Telethon client uses.
+"""An offline Telegram for tests: a local MTProto server the unmodified Telethon client uses,
+with private chats, groups, supergroups, channels, inline buttons, edits and files.
 
 Example::
 
@@ -16,17 +17,24 @@ In pytest, ``pytest_plugins = ["tgsession.testing.pytest_plugin"]`` gives the
 """
 
 from ._accounts import Account
+from ._boxes import StoredMessage
+from ._chats import Chat
 from ._cli import main, serve
 from ._clients import AuthorizedKey, reset_client_config
 from ._rsa import trust_test_key
 from ._server import DEFAULT_API_HASH, DEFAULT_API_ID, FakeTelegram
+from ._world import INLINE_CHANNEL_UPDATES, RpcFailure
 
 __all__ = [
     "DEFAULT_API_HASH",
     "DEFAULT_API_ID",
+    "INLINE_CHANNEL_UPDATES",
     "Account",
     "AuthorizedKey",
+    "Chat",
     "FakeTelegram",
+    "RpcFailure",
+    "StoredMessage",
     "main",
     "reset_client_config",
     "serve",

@@ -52,6 +52,7 @@ class ClientConnection:
         self._transport: Transport | None = None
         self._record: AuthKeyRecord | None = None
         self._seq = 0
+        self._pending: set[asyncio.Task[None]] = set()
 
     # --- LiveConnection -------------------------------------------------------------------
 
@@ -86,6 +87,8 @@ class ClientConnection:
         except Exception:
             _log.exception("fake Telegram dropped a connection on DC %d", self._dc_id)
         finally:
+            for task in self._pending:
+                task.cancel()
             if self._record is not None:
                 self._record.connections.discard(self)
             self._writer.close()
@@ -163,18 +166,38 @@ class ClientConnection:
         elif isinstance(obj, (functions.PingRequest, functions.PingDelayDisconnectRequest)):
             out.append(bytes(types.Pong(msg_id=msg_id, ping_id=obj.ping_id)))
         elif isinstance(obj, TLRequest):
-            out.append(self._rpc(msg_id, obj))
+            answer = self._rpc(msg_id, obj)
+            if answer is not None:
+                out.append(answer)
 
-    def _rpc(self, msg_id: int, request: Any) -> bytes:
+    def _rpc(self, msg_id: int, request: Any) -> bytes | None:
+        """The answer to ``request``, or None when it comes later (a method that waits)."""
         assert self._record is not None
         call = Call(self._world, self._dc_id, self._record, self)
         try:
-            return _mtproto.rpc_result(msg_id, invoke(call, request))
-        except RpcFailure as e:
-            return _mtproto.rpc_error(msg_id, e.code, e.message)
-        except Exception:
-            _log.exception("fake Telegram failed on %s", type(request).__name__)
-            return _mtproto.rpc_error(msg_id, 500, "INTERNAL_SERVER_ERROR")
+            result = invoke(call, request)
+        except Exception as exc:
+            return self._failure(msg_id, request, exc)
+        if isinstance(result, bytes):
+            return _mtproto.rpc_result(msg_id, result)
+        task = asyncio.ensure_future(self._answer_later(msg_id, request, result))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return None
+
+    async def _answer_later(self, msg_id: int, request: Any, pending: Any) -> None:
+        try:
+            answer = _mtproto.rpc_result(msg_id, await pending)
+        except Exception as exc:
+            answer = self._failure(msg_id, request, exc)
+        self._send([answer], response=True)
+
+    @staticmethod
+    def _failure(msg_id: int, request: Any, exc: Exception) -> bytes:
+        if isinstance(exc, RpcFailure):
+            return _mtproto.rpc_error(msg_id, exc.code, exc.message)
+        _log.error("fake Telegram failed on %s", type(request).__name__, exc_info=exc)
+        return _mtproto.rpc_error(msg_id, 500, "INTERNAL_SERVER_ERROR")
 
     def _send(self, bodies: list[bytes], *, response: bool) -> None:
         """Encrypt and write ``bodies`` (in a container when there are several)."""

@@ -2,15 +2,20 @@
 
 Each handler takes the :class:`Call` (who is asking, on which DC, with which key) and the
 parsed request, and returns a TL object (or bytes already serialized, for bare vectors), or
-raises :class:`RpcFailure`. Methods not listed here answer 400 INPUT_METHOD_INVALID.
+an awaitable of one (for a method that waits, like a callback query), or raises
+:class:`RpcFailure`. Methods not listed here answer 400 INPUT_METHOD_INVALID, and each is
+logged once, by name, as a warning: a test that fails on one says why. The handlers of
+messages, chats and files live in sibling modules, registered on import (at the end).
 """
 
 from __future__ import annotations
 
 import datetime
+import inspect
+import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,8 +23,11 @@ from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
 from . import _mtproto, _srp
-from ._accounts import Account, StoredMessage
-from ._world import AuthKeyRecord, LiveConnection, RpcFailure, World, normalize_phone, now
+from ._accounts import Account
+from ._chats import Chat
+from ._world import AuthKeyRecord, LiveConnection, RpcFailure, Target, World, normalize_phone, now
+
+_log = logging.getLogger("tgsession.testing")
 
 BOOL_TRUE = struct.pack("<I", 0x997275B5)
 
@@ -55,13 +63,20 @@ class Call:
             raise RpcFailure(401, "AUTH_KEY_UNREGISTERED")
         return account
 
+    def not_a_bot(self) -> Account:
+        """The signed-in account, which must be a user: bots get 400 BOT_METHOD_INVALID."""
+        me = self.me()
+        if me.is_bot:
+            raise RpcFailure(400, "BOT_METHOD_INVALID")
+        return me
+
     def authorize(self, account: Account) -> types.auth.Authorization:
         self.record.account_id = account.id
         self.record.pending_password_id = None
         return types.auth.Authorization(user=account.as_user(account))
 
 
-Handler = Callable[[Call, Any], "TLObject | bytes"]
+Handler = Callable[[Call, Any], "TLObject | bytes | Awaitable[TLObject | bytes]"]
 _HANDLERS: dict[type, tuple[Handler, bool]] = {}
 _H = TypeVar("_H", bound=Handler)
 
@@ -83,8 +98,9 @@ def method_name(request: object) -> str:
     return f"{namespace}.{name}" if namespace else name
 
 
-def invoke(call: Call, request: Any) -> bytes:
-    """Run ``request`` (unwrapping invokeWithLayer/initConnection & co.) and serialize the result.
+def invoke(call: Call, request: Any) -> bytes | Awaitable[bytes]:
+    """Run ``request`` (unwrapping invokeWithLayer/initConnection & co.) and serialize the result
+    (or return an awaitable of it, for a method that waits).
 
     Counts the call, applies injected failures, and raises :class:`RpcFailure` for errors.
     """
@@ -99,11 +115,22 @@ def invoke(call: Call, request: Any) -> bytes:
         return invoke(call, request.query)
     entry = _HANDLERS.get(type(request))
     if entry is None:
+        if name not in call.world.unimplemented:
+            call.world.unimplemented.add(name)
+            _log.warning("the fake Telegram does not implement %s; it answers "
+                         "400 INPUT_METHOD_INVALID", name)
         raise RpcFailure(400, "INPUT_METHOD_INVALID")
     handler, needs_auth = entry
     if needs_auth:
         call.me()
     result = handler(call, request)
+    if inspect.isawaitable(result):
+        return _serialized(result)
+    return result if isinstance(result, bytes) else bytes(result)
+
+
+async def _serialized(pending: Awaitable[TLObject | bytes]) -> bytes:
+    result = await pending
     return result if isinstance(result, bytes) else bytes(result)
 
 
@@ -113,14 +140,44 @@ _SELF_TYPES = (types.InputUserSelf, types.InputPeerSelf)
 _USER_TYPES = (types.InputUser, types.InputPeerUser)
 
 
-def _resolve_user(call: Call, peer: Any, error: str = "PEER_ID_INVALID") -> Account:
+_CHANNEL_TYPES = (types.InputChannel, types.InputPeerChannel)
+
+
+def resolve_user(call: Call, peer: Any, error: str = "PEER_ID_INVALID") -> Account:
+    """The account an ``InputUser``/``InputPeerUser`` names; the access hash must match
+    (a bot may pass 0, as Telethon does for users it has no hash of)."""
     if isinstance(peer, _SELF_TYPES):
         return call.me()
     if isinstance(peer, _USER_TYPES):
         account = call.world.accounts.get(peer.user_id)
-        if account is not None and account.access_hash == peer.access_hash:
+        if account is not None and (
+            account.access_hash == peer.access_hash or (peer.access_hash == 0 and call.me().is_bot)
+        ):
             return account
     raise RpcFailure(400, error)
+
+
+_resolve_user = resolve_user
+
+
+def resolve_channel(call: Call, peer: Any) -> Chat:
+    """The supergroup or channel an ``InputChannel``/``InputPeerChannel`` names."""
+    if not isinstance(peer, _CHANNEL_TYPES):
+        raise RpcFailure(400, "CHANNEL_INVALID")
+    me = call.me()
+    chat = call.world.chat_of(me, peer.channel_id, channel=True)
+    if chat.access_hash != peer.access_hash and not (peer.access_hash == 0 and me.is_bot):
+        raise RpcFailure(400, "CHANNEL_INVALID")
+    return chat
+
+
+def resolve_peer(call: Call, peer: Any) -> Target:
+    """The user, group or channel an input peer names (checked as Telegram checks it)."""
+    if isinstance(peer, types.InputPeerChat):
+        return call.world.chat_of(call.me(), peer.chat_id, channel=False)
+    if isinstance(peer, _CHANNEL_TYPES):
+        return resolve_channel(call, peer)
+    return resolve_user(call, peer)
 
 
 # --- help -----------------------------------------------------------------------------------
@@ -347,7 +404,13 @@ def _resolve_username(call: Call, request: Any) -> TLObject:
 
 @_handles(functions.contacts.GetContactsRequest)
 def _get_contacts(call: Call, request: Any) -> TLObject:
-    return types.contacts.Contacts(contacts=[], saved_count=0, users=[])
+    me = call.not_a_bot()
+    contacts = [call.world.accounts[i] for i in sorted(me.contacts)]
+    return types.contacts.Contacts(
+        contacts=[types.Contact(user_id=c.id, mutual=me.id in c.contacts) for c in contacts],
+        saved_count=0,
+        users=[c.as_user(me) for c in contacts],
+    )
 
 
 @_handles(functions.account.UpdateStatusRequest)
@@ -355,104 +418,49 @@ def _update_status(call: Call, request: Any) -> bytes:
     return BOOL_TRUE
 
 
-# --- messages and updates -------------------------------------------------------------------
+@_handles(functions.contacts.ImportContactsRequest)
+def _import_contacts(call: Call, request: Any) -> TLObject:
+    me = call.not_a_bot()
+    imported, users = [], []
+    for contact in request.contacts:
+        try:
+            account = call.world.by_phone(normalize_phone(contact.phone))
+        except ValueError:
+            account = None
+        if account is None or account is me:
+            continue
+        me.contacts.add(account.id)
+        imported.append(types.ImportedContact(user_id=account.id, client_id=contact.client_id))
+        users.append(account.as_user(me))
+    return types.contacts.ImportedContacts(imported=imported, popular_invites=[],
+                                           retry_contacts=[], users=users)
 
 
-@_handles(functions.messages.SendMessageRequest)
-def _send_message(call: Call, request: Any) -> TLObject:
+@_handles(functions.bots.SetBotCommandsRequest)
+def _set_bot_commands(call: Call, request: Any) -> bytes:
     me = call.me()
-    if not request.message or not request.message.strip():
-        raise RpcFailure(400, "MESSAGE_EMPTY")
-    if len(request.message) > 4096:
-        raise RpcFailure(400, "MESSAGE_TOO_LONG")
-    peer = _resolve_user(call, request.peer)
-    reply_to = getattr(request.reply_to, "reply_to_msg_id", None)
-    sent = call.world.deliver(
-        me, peer, request.message, reply_to_msg_id=reply_to, origin=call.connection
-    )
-    return types.UpdateShortSentMessage(
-        id=sent.id, pts=sent.pts, pts_count=1, date=sent.date, out=True
-    )
+    if not me.is_bot:
+        raise RpcFailure(400, "USER_BOT_REQUIRED")
+    me.bot_commands = list(request.commands)
+    return BOOL_TRUE
 
 
-@_handles(functions.messages.GetHistoryRequest)
-def _get_history(call: Call, request: Any) -> TLObject:
+@_handles(functions.bots.GetBotCommandsRequest)
+def _get_bot_commands(call: Call, request: Any) -> bytes:
     me = call.me()
-    peer = _resolve_user(call, request.peer)
-    messages = [m for m in reversed(me.box.messages) if m.peer_id == peer.id]
-    if request.offset_id:
-        messages = [m for m in messages if m.id < request.offset_id]
-    if request.max_id:
-        messages = [m for m in messages if m.id < request.max_id]
-    if request.min_id:
-        messages = [m for m in messages if m.id > request.min_id]
-    messages = messages[max(request.add_offset, 0) :][: max(request.limit, 1)]
-    return types.messages.Messages(
-        messages=[m.as_tl() for m in messages],
-        topics=[],
-        chats=[],
-        users=[peer.as_user(me), me.as_user(me)],
-    )
+    if not me.is_bot:
+        raise RpcFailure(400, "USER_BOT_REQUIRED")
+    return _mtproto.vector(me.bot_commands)
 
 
-@_handles(functions.updates.GetStateRequest)
-def _get_state(call: Call, request: Any) -> TLObject:
-    return _state(call.me())
-
-
-def _state(me: Account) -> TLObject:
-    """The account's update state: its box's pts (no qts or seq in this server)."""
-    return types.updates.State(pts=me.box.pts, qts=0, date=now(), seq=0, unread_count=0)
-
-
-@_handles(functions.updates.GetDifferenceRequest)
-def _get_difference(call: Call, request: Any) -> TLObject:
+@_handles(functions.bots.ResetBotCommandsRequest)
+def _reset_bot_commands(call: Call, request: Any) -> bytes:
     me = call.me()
-    missed = me.box.since(request.pts)
-    if not missed:
-        return types.updates.DifferenceEmpty(date=now(), seq=0)
-    peers = {m.peer_id for m in missed} | {me.id}
-    return types.updates.Difference(
-        new_messages=[m.as_tl() for m in missed],
-        new_encrypted_messages=[],
-        other_updates=[],
-        chats=[],
-        users=[call.world.accounts[p].as_user(me) for p in sorted(peers)],
-        state=_state(me),
-    )
+    if not me.is_bot:
+        raise RpcFailure(400, "USER_BOT_REQUIRED")
+    me.bot_commands = []
+    return BOOL_TRUE
 
 
-@_handles(functions.messages.GetDialogsRequest)
-def _get_dialogs(call: Call, request: Any) -> TLObject:
-    """Every conversation at once, newest first (so Telethon stops after one page)."""
-    me = call.me()
-    latest: dict[int, StoredMessage] = {}
-    for message in me.box.messages:
-        latest[message.peer_id] = message
-    newest_first = sorted(latest.values(), key=lambda m: m.id, reverse=True)
-    return types.messages.Dialogs(
-        dialogs=[
-            types.Dialog(
-                peer=types.PeerUser(m.peer_id),
-                top_message=m.id,
-                read_inbox_max_id=m.id,
-                read_outbox_max_id=m.id,
-                unread_count=0,
-                unread_mentions_count=0,
-                unread_reactions_count=0,
-                unread_poll_votes_count=0,
-                notify_settings=types.PeerNotifySettings(),
-            )
-            for m in newest_first
-        ],
-        messages=[m.as_tl() for m in newest_first],
-        chats=[],
-        users=[call.world.accounts[m.peer_id].as_user(me) for m in newest_first],
-    )
-
-
-@_handles(functions.messages.ReadHistoryRequest)
-def _read_history(call: Call, request: Any) -> TLObject:
-    # Read state is not modelled: nothing changes, so the pts does not move.
-    _resolve_user(call, request.peer)
-    return types.messages.AffectedMessages(pts=call.me().box.pts, pts_count=0)
+# The other handlers register themselves when imported.
+from . import _methods_chats, _methods_files, _methods_messages  # noqa: E402, F401

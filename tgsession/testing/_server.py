@@ -14,13 +14,16 @@ from telethon import TelegramClient
 from telethon.crypto import AuthKey
 from telethon.network import ConnectionTcpFull
 from telethon.sessions import MemorySession
+from telethon.tl import types
 
 from . import _mtproto
 from ._accounts import Account
+from ._boxes import StoredMessage
+from ._chats import Chat
 from ._clients import AuthorizedKey
 from ._connection import ClientConnection
 from ._rsa import PUBLIC_KEY_PATH, trust_test_key
-from ._world import RpcFailure, World, normalize_phone
+from ._world import RpcFailure, StoredFile, World, normalize_phone, now
 
 DEFAULT_API_ID = 611335
 DEFAULT_API_HASH = "d524b414d21f4d37f08684c1df41ac9c"
@@ -50,7 +53,16 @@ class FakeTelegram:
       (transport -404, which Telethon raises as ``AuthKeyNotFound``).
     - Access hashes are checked (one per account, the same for every viewer); usernames need
       3 to 32 characters; phones are kept as digits.
-    - Only private chats exist; each account has its own message ids and pts (starting at 1).
+    - Private chats and basic groups: each account has its own message ids and pts (from 1);
+      supergroups and channels have their own, shared by their members. Missed channel
+      messages come inline in ``updates.getDifference``, or past ten as
+      ``updateChannelTooLong`` (then ``updates.getChannelDifference`` from the client's pts).
+    - A bot writes only to users who wrote to it first (else 400 PEER_ID_INVALID, or 403
+      USER_IS_BLOCKED after :meth:`block`), cannot read history (BOT_METHOD_INVALID), and in
+      privacy mode (the default) sees only commands, mentions and replies in groups.
+    - Edits drop an inline keyboard the edit does not repeat; a button press waits for the
+      bot's ``setBotCallbackAnswer`` (BOT_RESPONSE_TIMEOUT after :attr:`callback_timeout`).
+    - Files live in memory; every method it lacks is logged once, by name, as a warning.
 
     Example::
 
@@ -221,8 +233,13 @@ class FakeTelegram:
             )
         )
 
-    def add_bot(self, username: str, first_name: str | None = None, dc_id: int = 2) -> Account:
-        """Register a bot; ``importBotAuthorization`` takes its ``token`` (``"<id>:AA…"``)."""
+    def add_bot(self, username: str, first_name: str | None = None, dc_id: int = 2, *,
+                privacy: bool = True) -> Account:
+        """Register a bot; ``importBotAuthorization`` takes its ``token`` (``"<id>:AA…"``).
+
+        With ``privacy`` (Telegram's default) the bot sees in groups only commands, mentions
+        of it, replies to it and service messages; ``privacy=False`` lets it see everything.
+        """
         if not username.lower().endswith("bot"):
             raise ValueError(f"a bot username must end in 'bot': {username!r}")
         account_id = self._world.new_bot_id()
@@ -234,6 +251,7 @@ class FakeTelegram:
                 access_hash=secrets.randbits(63),
                 username=username,
                 is_bot=True,
+                privacy=privacy,
                 token=f"{account_id}:AA{secrets.token_urlsafe(25)[:33]}",
             )
         )
@@ -321,28 +339,224 @@ class FakeTelegram:
         """Answer the next call of ``method`` with ``rpc_error code message`` (queues up)."""
         self._world.failures.setdefault(method, deque()).append(RpcFailure(code, message))
 
+    @property
+    def unimplemented_calls(self) -> set[str]:
+        """TL methods clients called that this server does not implement (each was logged
+        once as a warning, and answered 400 INPUT_METHOD_INVALID)."""
+        return set(self._world.unimplemented)
+
+    # --- groups and channels --------------------------------------------------------------
+
+    def create_group(self, title: str, creator: Account | str, *members: Account | str) -> Chat:
+        """A basic group made by ``creator`` with ``members`` (as ``messages.createChat``)."""
+        accounts = [self._require(m) for m in members]
+        return self._world.create_chat(title, self._require(creator), accounts, "group")[0]
+
+    def create_channel(self, title: str, creator: Account | str, *members: Account | str,
+                       megagroup: bool = False) -> Chat:
+        """A broadcast channel (or, with ``megagroup``, a supergroup) made by ``creator`` with
+        ``members``; bots added to a broadcast channel become its admins, as they must."""
+        accounts = [self._require(m) for m in members]
+        kind = "supergroup" if megagroup else "channel"
+        return self._world.create_chat(title, self._require(creator), accounts, kind)[0]
+
+    def add_members(self, chat: Chat, *members: Account | str, by: Account | str | None = None
+                    ) -> None:
+        """Add members to a group or channel, as its creator (or ``by``) would."""
+        adder = self._require(by) if by is not None else self.account(chat.creator_id)
+        self._world.add_members(chat, adder, [self._require(m) for m in members])
+
+    def make_admin(self, chat: Chat, member: Account | str) -> None:
+        """Make a member of a supergroup or channel an admin."""
+        account = self._require(member)
+        if account.id not in chat.members:
+            self.add_members(chat, account)
+        chat.admins.add(account.id)
+
+    def chat(self, chat_id: int) -> Chat:
+        """A group or channel by id; KeyError if unknown."""
+        return self._world.chats[chat_id]
+
     # --- messages -------------------------------------------------------------------------
 
-    async def send_message(self, sender: Account, peer: Account | str, text: str) -> int:
-        """Deliver ``text`` from ``sender`` to ``peer`` (an account or username) as if the
-        sender's client had sent it; returns the message id in the sender's box."""
-        recipient = self._require(peer)
-        return self._world.deliver(self._require(sender), recipient, text).id
+    async def send_message(
+        self,
+        sender: Account | str,
+        peer: Account | Chat | str,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        buttons: list[list[tuple[str, bytes]]] | None = None,
+    ) -> int:
+        """Deliver ``text`` from ``sender`` to a user, group or channel as if the sender's
+        client had sent it (Telegram's rules apply: a bot can only write to users who
+        started it, only admins post in a channel); returns the message id in the sender's
+        view. ``reply_to`` is a message id in that view; ``buttons`` (bots only) is an inline
+        keyboard, rows of ``(text, callback data)``. Raises ``RpcFailure`` as Telegram would.
+        """
+        markup = None
+        if buttons:
+            markup = types.ReplyInlineMarkup(rows=[
+                types.KeyboardButtonRow(buttons=[
+                    types.KeyboardInlineButton(text=label,
+                                               type=types.InlineButtonTypeCallback(data=data))
+                    for label, data in row
+                ]) for row in buttons
+            ])
+        message, _ = self._world.send(self._require(sender), self._target(peer), text,
+                                      reply_to_msg_id=reply_to, reply_markup=markup)
+        return message.id
+
+    async def post(self, channel: Chat, text: str, *, by: Account | str | None = None) -> int:
+        """Post ``text`` in a channel as its creator (or the admin ``by``); returns its id."""
+        author = self._require(by) if by is not None else self.account(channel.creator_id)
+        return await self.send_message(author, channel, text)
+
+    async def send_file(
+        self,
+        sender: Account | str,
+        peer: Account | Chat | str,
+        data: bytes,
+        *,
+        name: str = "file.bin",
+        mime_type: str = "application/octet-stream",
+        caption: str = "",
+        photo: bool = False,
+    ) -> int:
+        """Send a file (kept in memory) with a caption; returns the message id in the
+        sender's view. ``photo`` sends it as a photo instead of a document."""
+        account = self._require(sender)
+        file = StoredFile(
+            id=secrets.randbits(63), access_hash=secrets.randbits(63), data=bytes(data),
+            photo=photo, mime_type="image/jpeg" if photo else mime_type, name=name,
+            attributes=[] if photo else [types.DocumentAttributeFilename(name)],
+            date=now(), dc_id=account.dc_id,
+        )
+        self._world.files[file.id] = file
+        message, _ = self._world.send(account, self._target(peer), caption,
+                                      media=file.as_media())
+        return message.id
+
+    def file_of(self, message: StoredMessage) -> bytes:
+        """The bytes of the file a message carries; LookupError when it carries none."""
+        media = message.media
+        item = getattr(media, "document", None) or getattr(media, "photo", None)
+        found = self._world.files.get(getattr(item, "id", 0))
+        if found is None:
+            raise LookupError(f"message {message.id} carries no file")
+        return found.data
+
+    async def edit_message(self, editor: Account | str, peer: Account | Chat | str,
+                           message_id: int, text: str) -> None:
+        """Edit a message's text, as its sender's client would (its keyboard is dropped, as
+        Telegram drops it from an edit that does not repeat it)."""
+        self._world.edit(self._require(editor), self._target(peer), message_id, text=text,
+                         entities=None, reply_markup=None)
+
+    async def delete_messages(self, account: Account | str, peer: Account | Chat | str,
+                              *message_ids: int, revoke: bool = True) -> None:
+        """Delete messages in ``account``'s view (for everyone with ``revoke``)."""
+        who, target = self._require(account), self._target(peer)
+        if isinstance(target, Chat) and target.is_channel:
+            self._world.delete_in_channel(who, target, list(message_ids))
+        else:
+            self._world.delete(who, list(message_ids), revoke=revoke)
+
+    async def press_button(
+        self,
+        user: Account | str,
+        peer: Account | Chat | str,
+        message_id: int | None = None,
+        *,
+        text: str | None = None,
+        data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> str | None:
+        """Press an inline button of a bot's message, as the user's app would, and return
+        the bot's answer (its notification text, or None).
+
+        The message is ``message_id`` in the user's view, or the newest one from the bot in
+        that chat with such a button. Pick the button by ``text`` or by ``data``. Raises
+        ``RpcFailure`` BOT_RESPONSE_TIMEOUT when the bot does not answer within ``timeout``
+        (default ``callback_timeout``, 10 s), LookupError when no such button exists.
+        """
+        who, target = self._require(user), self._target(peer)
+        candidates = (self.messages(who, target) if message_id is None
+                      else [self._world.view(who, target, message_id)])
+        for message in reversed(candidates):
+            for label, payload in message.callback_buttons():
+                if (text is None or label == text) and (data is None or payload == data):
+                    answer = await self._world.press_button(who, target, message.id, payload,
+                                                            timeout)
+                    return getattr(answer, "message", None)
+        raise LookupError(f"no inline button {text or data!r} in that chat")
+
+    @property
+    def callback_timeout(self) -> float:
+        """How long a button press waits for the bot's answer (Telegram: a few seconds)."""
+        return self._world.callback_timeout
+
+    @callback_timeout.setter
+    def callback_timeout(self, seconds: float) -> None:
+        self._world.callback_timeout = seconds
+
+    def block(self, user: Account | str, bot: Account | str) -> None:
+        """``user`` blocks ``bot``: the bot's messages to them fail with USER_IS_BLOCKED."""
+        self._require(bot).blocked_by.add(self._require(user).id)
+
+    def bot_commands(self, bot: Account | str) -> list[tuple[str, str]]:
+        """The commands the bot set with ``bots.setBotCommands``, as (command, description)."""
+        return [(c.command, c.description) for c in self._require(bot).bot_commands]
+
+    def messages(self, of: Account | str, peer: Account | Chat | str) -> list[StoredMessage]:
+        """The messages in ``of``'s view of the chat with ``peer``, oldest first (service
+        messages included; in a channel, those ``of`` can see)."""
+        who, target = self._require(of), self._target(peer)
+        if isinstance(target, Chat) and target.is_channel:
+            return [m for m in target.channel_box().messages if who.id not in m.hidden_from]
+        wanted = types.PeerUser(target.id) if isinstance(target, Account) else target.peer
+        return [m for m in who.box.messages if m.peer == wanted]
 
     async def wait_for_message(
-        self, to: Account, from_: Account | str | None = None, timeout: float = 5
+        self,
+        to: Account | str,
+        from_: Account | str | None = None,
+        timeout: float = 5,
+        *,
+        chat: Chat | None = None,
     ) -> str:
-        """Wait for a message addressed to ``to`` (from ``from_``) and return its text.
+        """Wait for a message to ``to`` (from ``from_``) and return its text.
 
-        Each message is returned once, oldest first, including ones that arrived before the
+        Without ``chat`` it looks in private chats, with it in that group or channel. Each
+        message is returned once, oldest first, including ones that arrived before the
         call. Raises ``asyncio.TimeoutError``.
         """
+        return (await self.wait_for(to, from_, timeout, chat=chat)).text
+
+    async def wait_for(
+        self,
+        to: Account | str,
+        from_: Account | str | None = None,
+        timeout: float = 5,
+        *,
+        chat: Chat | None = None,
+    ) -> StoredMessage:
+        """Like :meth:`wait_for_message`, returning the message itself (text, media,
+        ``reply_markup``, ``reply_to_msg_id``, ``entities``, ``sender_id``, ...)."""
         sender = None if from_ is None else self._require(from_)
-        message = await self._world.wait_for_message(self._require(to), sender, timeout)
-        return message.text
+        return await self._world.wait_for_message(self._require(to), sender, timeout, chat)
+
+    async def wait_until(self, condition: Callable[[], Any], timeout: float = 5) -> Any:
+        """Wait until ``condition()`` is truthy (checked after every change the server
+        makes, e.g. ``lambda: tg.messages(user, bot)[-1].edit_date``); return its value.
+        Raises ``asyncio.TimeoutError``."""
+        return await self._world.wait_until(condition, timeout)
 
     def _require(self, who: Account | str) -> Account:
         return self.account(who)
+
+    def _target(self, peer: Account | Chat | str) -> Account | Chat:
+        return peer if isinstance(peer, Chat) else self._require(peer)
 
 
 def _key_id(key: bytes | AuthKey) -> int:
