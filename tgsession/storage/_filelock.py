@@ -184,7 +184,7 @@ def _attempt(
 def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
     """One non-blocking attempt: ``(fd, None)`` when locked, ``(None, holder)`` if not."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-    locked = False
+    won = False
     try:
         with contextlib.suppress(OSError):  # someone else's lock file: still lockable
             os.fchmod(fd, 0o600)
@@ -192,12 +192,14 @@ def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None, _read_holder(fd)
-        locked = True
+        # Any failure from here on (ENOSPC writing the record, EIO) must close the fd:
+        # a leaked descriptor would keep the flock until this process exits.
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
+        won = True
         return fd, None
     finally:
-        if not locked:
+        if not won:
             os.close(fd)
 
 
