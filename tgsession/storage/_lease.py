@@ -364,13 +364,32 @@ async def acquire_polling(
     """Call ``try_once`` until it returns a lease or ``wait`` seconds have passed.
 
     ``try_once`` returns the current holder's description when the session is taken.
-    Raises :class:`~tgsession.SessionLockedError` naming that holder.
+    Raises :class:`~tgsession.SessionLockedError` naming that holder. A server that cannot
+    be reached is retried like a taken lease for the whole ``wait`` (a replica waiting for
+    its turn outlives a server restart); only once ``wait`` is over does its
+    :class:`~tgsession.SessionStorageError` propagate.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, wait)
     delay = _POLL_FIRST
+    unreachable_since: float | None = None
     while True:
-        outcome = await try_once()
+        try:
+            outcome = await try_once()
+        except SessionStorageError as exc:
+            now = loop.time()
+            if now >= deadline:
+                raise
+            if unreachable_since is None:
+                unreachable_since = now
+                _log.warning("cannot reach the server of %s to take the lease; retrying for "
+                             "up to %.1fs more: %s", where, deadline - now, exc)
+            await asyncio.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, _POLL_MAX)
+            continue
+        if unreachable_since is not None:
+            _log.info("reached the server of %s again", where)
+            unreachable_since = None
         if isinstance(outcome, ServerLease):
             outcome.start()
             _log.info("acquired the session lease on %s as %s", where, outcome.holder)
