@@ -7,9 +7,11 @@ lock file was deleted or replaced must notice and stop, as a lost server lease d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tgsession import FileStorage, SessionStorageError
+from tgsession import FileStorage, LeaseLostError, SessionLockedError, SessionStorageError
+from tgsession.storage._filelock import CHECK_INTERVAL
 
 
 @contextlib.contextmanager
@@ -64,3 +67,38 @@ async def test_full_disk_while_locking_leaves_the_session_unlocked(tmp_path: Pat
         # from the failed attempt would still hold the flock and refuse this one.
         lease = await FileStorage(disk / "session.json").acquire()
         await lease.release()
+
+
+async def test_deleted_lock_file_refuses_a_second_opener(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "session.json")
+    lease = await storage.acquire()
+    storage.lock_path.unlink()
+    with pytest.raises(SessionLockedError, match=f"pid {os.getpid()} .*lock file was deleted"):
+        await FileStorage(tmp_path / "session.json").acquire()
+    await lease.release()
+    other = await FileStorage(tmp_path / "session.json").acquire()  # released: free again
+    await other.release()
+
+
+async def test_holder_whose_lock_file_was_replaced_writes_nothing(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "session.json")
+    await storage.store_session(b"before")
+    lease = await storage.acquire()
+    storage.lock_path.unlink()
+    storage.lock_path.write_bytes(b"")
+    with pytest.raises(LeaseLostError, match="was replaced while held"):
+        await storage.store_session(b"after")
+    assert (tmp_path / "session.json").read_bytes() == b"before"
+    await asyncio.wait_for(lease.wait_lost(), 1)  # the watch hears of it too
+    assert not lease.may_send()
+    await lease.release()
+
+
+async def test_holder_notices_a_deleted_lock_file_by_itself(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "session.json")
+    lease = await storage.acquire()
+    shutil.rmtree(tmp_path)
+    await asyncio.wait_for(lease.wait_lost(), 10 * CHECK_INTERVAL)
+    with pytest.raises(LeaseLostError, match="deleted"):
+        await lease.check()
+    await lease.release()

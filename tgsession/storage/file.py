@@ -115,6 +115,7 @@ class FileStorage:
         self._session_writes = asyncio.Lock()
         self._entity_writes = asyncio.Lock()
         self._log: _LogState | None = None
+        self._lease: FileLease | None = None  # checked before each session write
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -188,13 +189,14 @@ class FileStorage:
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
         crashed writer left behind (they are never read, so this is only tidying).
         """
-        return await acquire_file_lock(
+        self._lease = await acquire_file_lock(
             self._lock_path,
             target=self._path,
             wait=wait,
             prepare=self._make_folders_for_lock,
             on_locked=self._tidy_after_lock,
         )
+        return self._lease
 
     async def lock_holder(self) -> str | None:
         """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""
@@ -296,6 +298,8 @@ class FileStorage:
 
     def _replace_now(self, target: Path, data: bytes) -> None:
         """Atomically replace ``target`` with ``data`` (temp file, fsync, rename, fsync)."""
+        if self._lease is not None:
+            self._lease.verify_now()  # a holder whose lock file went must not write
         try:
             _make_private_folders(target.parent)
             self._check_existing(target)

@@ -251,7 +251,10 @@ class PostgresStorage(LeasingStorage):
 
     async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
         # Taking our own lease again counts as success, so a retried statement is harmless.
+        # ``previous`` (the statement's snapshot) tells whether the lease we take had
+        # expired under another holder (its token is still there) or was released (NULL).
         claim = (
+            f"WITH previous AS (SELECT lease_token FROM {self._sessions} WHERE name = $1) "
             f"INSERT INTO {self._sessions} AS s "
             "(name, lease_token, lease_holder, lease_since, lease_expires) "
             "VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4)) "
@@ -261,17 +264,19 @@ class PostgresStorage(LeasingStorage):
             "THEN s.lease_since ELSE now() END "
             "WHERE s.lease_token IS NULL OR s.lease_expires <= now() "
             "OR s.lease_token = EXCLUDED.lease_token "
-            "RETURNING lease_since"
+            "RETURNING lease_since, (SELECT lease_token FROM previous) AS previous_token"
         )
         for _ in range(3):  # the holder may let go between our two statements
-            since = await self._run(
+            row = await self._run(
                 "acquire the lease",
-                lambda c: c.fetchval(claim, self.name, token, holder, self.lease_ttl),
+                lambda c: c.fetchrow(claim, self.name, token, holder, self.lease_ttl),
             )
-            if since is not None:
+            if row is not None:
+                previous = row["previous_token"]
                 return ServerLease(
-                    self, token=token, holder=holder, since=since, ttl=self.lease_ttl,
-                    where=self._where,
+                    self, token=token, holder=holder, since=row["lease_since"],
+                    ttl=self.lease_ttl, where=self._where,
+                    took_over_expired=previous is not None and previous != token,
                 )  # fmt: skip
             current = await self._live_holder()
             if current is not None:

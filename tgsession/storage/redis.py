@@ -135,19 +135,31 @@ return r
 """)
 
 # KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
-# Taking our own lease again is a success, so a retried call is harmless.
+# Taking our own lease again is a success, so a retried call is harmless. The fourth
+# value is 1 when the previous holder's lease expired instead of being released (the
+# owner key then still names a token of someone else).
 _ACQUIRE = """
 local cur = redis.call('HMGET', KEYS[1], 'token', 'holder', 'since')
 if cur[1] and cur[1] ~= ARGV[1] then return {0, cur[2] or '', cur[3] or ''} end
+local last = redis.call('GET', KEYS[2])
+local expired = 0
+if not cur[1] and last and last ~= ARGV[1] and string.sub(last, 1, 9) ~= 'released:' then
+  expired = 1
+end
 local since = cur[3] or redis.call('TIME')[1]
 redis.call('HSET', KEYS[1], 'token', ARGV[1], 'holder', ARGV[3], 'since', since)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-return {1, ARGV[3], since}
+return {1, ARGV[3], since, expired}
 """
 
+# The owner key keeps the token, marked released: no stale holder can take the lease
+# back, and the next holder knows that nobody may still be connected.
 _RELEASE = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], 'released:' .. ARGV[1])
+end
 return 1
 """
 
@@ -294,7 +306,8 @@ class RedisStorage(LeasingStorage):
         if reply[0] != 1:
             return describe_holder(reply[1].decode(errors="replace"), since)
         return ServerLease(
-            self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where
+            self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where,
+            took_over_expired=len(reply) > 3 and reply[3] == 1,
         )
 
     async def _renew_lease(self, lease: ServerLease) -> bool:
@@ -309,7 +322,7 @@ class RedisStorage(LeasingStorage):
     async def _release_lease(self, lease: ServerLease) -> None:
         await self._call(
             "release the lease",
-            self._release_script(keys=[self._lease_key], args=[lease.token]),
+            self._release_script(keys=[self._lease_key, self._owner_key], args=[lease.token]),
         )
 
     async def _close_connections(self) -> None:
