@@ -23,7 +23,6 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 try:
     import asyncpg
@@ -46,7 +45,14 @@ from ._lease import (
     describe_holder,
     locked_error,
 )
-from .url import mask_secrets, redact_url, split_options, url_secrets
+from ._url_options import (
+    mask_secrets,
+    quoted,
+    redact_url,
+    split_options,
+    split_url,
+    url_secrets,
+)
 
 __all__ = ["PostgresStorage"]
 
@@ -112,7 +118,7 @@ class PostgresStorage(LeasingStorage):
         self._dsn: str | None = None
         self._secrets: tuple[str, ...] = ()
         if isinstance(dsn, str):
-            if urlsplit(dsn).scheme.lower() not in ("postgresql", "postgres"):
+            if split_url(dsn, "PostgreSQL URL").scheme.lower() not in ("postgresql", "postgres"):
                 raise ConfigError(
                     f"PostgreSQL URL {redact_url(dsn)!r} must start with postgresql:// "
                     "or postgres://"
@@ -124,12 +130,6 @@ class PostgresStorage(LeasingStorage):
                     ": pass the URL to PostgresStorage.from_url(), or give them as keyword "
                     "arguments"
                 )
-            try:
-                urlsplit(dsn).port  # noqa: B018 - raises ValueError for a bad port
-            except ValueError:
-                raise ConfigError(
-                    f"PostgreSQL URL {redact_url(dsn)!r} has an invalid port"
-                ) from None
             self._dsn = dsn
             self._url = redact_url(dsn)
             self._secrets = url_secrets(dsn)
@@ -161,8 +161,9 @@ class PostgresStorage(LeasingStorage):
         driver_url, options = split_options(url, prefix_option="table_prefix")
         if options.prefix is not None and not _IDENTIFIER.match(options.prefix):
             raise ConfigError(
-                f"storage URL {redact_url(url)!r}: table_prefix={options.prefix!r} must be an "
-                "SQL identifier (letters, digits, _), optionally schema-qualified"
+                f"storage URL {redact_url(url)!r}: table_prefix="
+                f"{quoted(url, options.prefix)} must be an SQL identifier (letters, digits, _), "
+                "optionally schema-qualified"
             )
         return cls(
             driver_url,

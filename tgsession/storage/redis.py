@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 try:
     import redis.asyncio as aioredis
@@ -42,7 +41,7 @@ from ._lease import (
     describe_holder,
     locked_error,
 )
-from .url import mask_secrets, redact_url, split_options, url_secrets
+from ._url_options import mask_secrets, redact_url, split_options, split_url, url_secrets
 
 __all__ = ["RedisStorage"]
 
@@ -369,7 +368,7 @@ class RedisStorage(LeasingStorage):
 
 
 def _client_from_url(url: str) -> aioredis.Redis:
-    if urlsplit(url).scheme.lower() not in ("redis", "rediss"):
+    if split_url(url, "Redis URL").scheme.lower() not in ("redis", "rediss"):
         raise ConfigError(f"Redis URL {redact_url(url)!r} must start with redis:// or rediss://")
     _, options = split_options(url, prefix_option="key_prefix", allowed_extra=_DRIVER_OPTIONS)
     if options.given:
@@ -378,17 +377,10 @@ def _client_from_url(url: str) -> aioredis.Redis:
             "the URL to RedisStorage.from_url(), or give them as keyword arguments"
         )
     try:
-        urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        # Not the driver's message: it quotes the "port", which may be part of a password.
-        raise ConfigError(
-            f"Redis URL {redact_url(url)!r} has an invalid port (percent-encode any /, @ or : "
-            "in the password)"
-        ) from None
-    try:
         parse_url(url)  # checks the driver's options now, not on first use
     except ValueError as exc:
-        raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {exc}") from None
+        reason = mask_secrets(str(exc), url_secrets(url))
+        raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {reason}") from None
     return aioredis.Redis.from_url(
         url,
         decode_responses=False,
