@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tgsession import FileStorage, LeaseLostError, SessionLockedError, SessionStorageError
-from tgsession.storage._filelock import CHECK_INTERVAL
+from tgsession.storage._filelock import CHECK_INTERVAL, _guard_name
 
 
 @contextlib.contextmanager
@@ -102,3 +103,31 @@ async def test_holder_notices_a_deleted_lock_file_by_itself(tmp_path: Path) -> N
     with pytest.raises(LeaseLostError, match="deleted"):
         await lease.check()
     await lease.release()
+
+
+def test_lock_name_squatted_by_another_user_locks_nobody_out(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        pytest.skip("needs root (to run a process as another user) on Linux")
+    storage = FileStorage(tmp_path / "session.json")
+    name = _guard_name(storage.lock_path)
+    squatter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, socket, sys, time\n"
+         "os.setgid(65534); os.setuid(65534)\n"
+         "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+         f"s.bind({name!r}); s.listen(1)\n"
+         "print('bound', flush=True); time.sleep(60)\n"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert squatter.stdout is not None
+        assert squatter.stdout.readline() == b"bound\n"
+
+        async def take() -> None:
+            lease = await storage.acquire()
+            await lease.release()
+
+        asyncio.run(take())
+    finally:
+        squatter.kill()
+        squatter.wait()
