@@ -7,19 +7,10 @@ import re
 import shutil
 from pathlib import Path
 
-from tgsession import FileStorage
-from tgsession.codec import DcAddress, SessionData, encode_session
-from tgsession.testing import Account, FakeTelegram
+from tgsession.testing import FakeTelegram
 
 from .conftest import Program, start_program
-
-
-async def store_signed_in(tg: FakeTelegram, account: Account, path: Path) -> bytes:
-    key = tg.preauthorize(account)
-    data = SessionData(dc=DcAddress(key.dc_id, key.host, key.port), auth_key=key.auth_key,
-                       user_id=account.id, bot=False)
-    await FileStorage(path).store_session(encode_session(data))
-    return key.auth_key
+from .test_mission import store_signed_in
 
 
 async def start_holder(tg: FakeTelegram, session_file: Path) -> Program:
@@ -27,6 +18,19 @@ async def start_holder(tg: FakeTelegram, session_file: Path) -> Program:
                                  "hold-until-lost")
     await holder.expect("HOLDING")
     return holder
+
+
+async def refused_then_holder_stops(tg: FakeTelegram, session_file: Path, holder: Program) -> str:
+    """A second process is refused naming the holder, which then stops; its stderr."""
+    second = await start_program({**tg.env(), "SESSION_FILE": str(session_file)}, "user")
+    refusal = await second.result()
+    assert f"pid {holder.process.pid}" in refusal["locked"], refusal
+    assert (await second.finish())[0] == 3
+    # The holder notices that its lock file is gone and stops, as on a lost lease.
+    assert await holder.expect("STOPPED", timeout=10) == "STOPPED lease_lost=True"
+    code, stderr = await holder.finish()
+    assert code == 0, stderr
+    return stderr
 
 
 async def test_deleted_lock_file_refuses_a_second_opener_and_stops_the_holder(
@@ -38,15 +42,7 @@ async def test_deleted_lock_file_refuses_a_second_opener_and_stops_the_holder(
     holder = await start_holder(tg, session_file)
 
     session_file.with_name("session.json.lock").unlink()
-    second = await start_program({**tg.env(), "SESSION_FILE": str(session_file)}, "user")
-    refusal = await second.result()
-    assert f"pid {holder.process.pid}" in refusal["locked"], refusal
-    assert (await second.finish())[0] == 3
-
-    # The holder notices that its lock file is gone and stops, as on a lost lease.
-    assert await holder.expect("STOPPED", timeout=10) == "STOPPED lease_lost=True"
-    code, stderr = await holder.finish()
-    assert code == 0, stderr
+    stderr = await refused_then_holder_stops(tg, session_file, holder)
     assert re.search(r"lock file .* was (deleted|replaced) while held", stderr), stderr
 
     # Only then may another process use the session: same key, no new sign-in.
@@ -68,14 +64,7 @@ async def test_deleted_session_folder_refuses_a_second_opener_and_stops_the_hold
     holder = await start_holder(tg, session_file)
 
     shutil.rmtree(session_file.parent)
-    second = await start_program({**tg.env(), "SESSION_FILE": str(session_file)}, "user")
-    refusal = await second.result()
-    assert f"pid {holder.process.pid}" in refusal["locked"], refusal
-    assert (await second.finish())[0] == 3
-
-    assert await holder.expect("STOPPED", timeout=10) == "STOPPED lease_lost=True"
-    code, stderr = await holder.finish()
-    assert code == 0, stderr
+    await refused_then_holder_stops(tg, session_file, holder)
     # The holder wrote nothing into the folder that the second opener re-created.
     assert not session_file.exists()
     assert not tg.is_burned(key)

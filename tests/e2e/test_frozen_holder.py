@@ -17,11 +17,10 @@ import pytest
 
 from tests import services
 from tests.services import forget_redis_session, with_name
-from tgsession.codec import DcAddress, SessionData, encode_session
-from tgsession.storage.redis import RedisStorage
-from tgsession.testing import Account, FakeTelegram
+from tgsession.testing import FakeTelegram
 
 from .conftest import start_program
+from .test_replicas import store_signed_in
 
 redis_url = services.redis_url  # a fixture
 
@@ -35,18 +34,6 @@ async def session_url(redis_url: str) -> AsyncIterator[str]:
     name = f"e2e-{uuid.uuid4().hex}"
     yield with_name(redis_url, name, lock_wait=30, lease_ttl=TTL)
     await forget_redis_session(redis_url, name)
-
-
-async def store_signed_in(tg: FakeTelegram, account: Account, url: str) -> bytes:
-    key = tg.preauthorize(account)
-    storage = RedisStorage.from_url(url)
-    try:
-        await storage.store_session(encode_session(SessionData(
-            dc=DcAddress(key.dc_id, key.host, key.port), auth_key=key.auth_key,
-            user_id=account.id, bot=False)))
-    finally:
-        await storage.aclose()
-    return key.auth_key
 
 
 async def test_holder_frozen_past_its_lease_never_burns_the_key(
