@@ -52,3 +52,25 @@ async def test_outage_longer_than_lock_wait_reports_the_storage_error(tmp_path: 
             assert not isinstance(caught.value, SessionLockedError)
         finally:
             await standby.aclose()
+
+
+async def test_holder_cut_off_from_redis_stops_sending_until_it_renews(tmp_path: Path) -> None:
+    async with own_redis(tmp_path) as redis:
+        holder = RedisStorage.from_url(f"{redis.url}?name=test-{uuid.uuid4().hex}&lease_ttl=0.6")
+        try:
+            lease = await holder.acquire()
+            doubts: list[bool] = []
+            lease.on_doubt(lambda: doubts.append(lease.may_send()))
+            await redis.stop()
+            # Its lease runs out by its own clock while the loop runs on: hang up (once),
+            # then every send waits.
+            await asyncio.sleep(1.5)
+            assert doubts == [False] and not lease.may_send()
+            waiting = asyncio.ensure_future(lease.wait_until_sendable())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await redis.start()  # empty, so the holder takes its lease back
+            await asyncio.wait_for(waiting, 10)
+            assert lease.may_send() and not lease.lost
+        finally:
+            await holder.aclose()

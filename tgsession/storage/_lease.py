@@ -114,6 +114,7 @@ class SendGate:
         self._gate_changed = asyncio.Event()
         self._doubt_callbacks: list[Callable[[], object]] = []
         self._doubt_timer: asyncio.TimerHandle | None = None
+        self._in_doubt = False
 
     @property
     def lost(self) -> bool:  # overridden
@@ -147,6 +148,7 @@ class SendGate:
             return
         # The server counts ttl from when it ran the request, which is after ``started``.
         self._valid_until = max(self._valid_until, started + self._gate_ttl)
+        self._in_doubt = False
         self._gate_changed.set()
         self._gate_changed = asyncio.Event()
         if self._doubt_timer is not None:
@@ -158,9 +160,13 @@ class SendGate:
         self._doubt_timer = loop.call_later(max(delay, 0.0), self._doubt_if_expired)
 
     def _doubt_if_expired(self) -> bool:
-        """Run the doubt callbacks if the lease may have expired; True if it may."""
+        """Run the doubt callbacks (once until the next confirmation) if the lease may have
+        expired; True if it may."""
         if self.lost or self.released or time.monotonic() < self._valid_until:
             return False
+        if self._in_doubt:
+            return True
+        self._in_doubt = True
         _log.warning("the session lease may have expired (this process was paused, or the "
                      "server did not answer); closing the connection until it is confirmed")
         for callback in list(self._doubt_callbacks):
