@@ -220,7 +220,9 @@ def is_host(address: str) -> bool:
     return len(address) <= ADDRESS_MAX and _HOST_NAME.fullmatch(address) is not None
 
 
-_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+# A host name as resolvers take it (underscores too, as container names have them): ASCII,
+# no space, nothing that means something else in HOST:PORT or a URL.
+_HOST_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class _Reader:
