@@ -53,9 +53,8 @@ class Client(TelegramClient):  # type: ignore[misc]
         if connection is None or not sender.is_connected():
             return
         log.warning("closing the Telegram connection until the session lease is confirmed")
-        # Close the socket now (a coroutine for the transport is not needed: closing the
-        # writer is synchronous), then let Telethon reconnect: its first packet waits for
-        # the gate.
+        # Close the socket now, synchronously, before any other task runs; then let
+        # Telethon reconnect: its first packet waits at the gate.
         writer = getattr(connection, "_writer", None)
         if writer is not None:
             writer.close()

@@ -150,7 +150,11 @@ class FileStorage:
         return data
 
     async def store_session(self, data: bytes) -> None:
-        """Replace the stored session atomically; ``b""`` deletes the file."""
+        """Replace the stored session atomically; ``b""`` deletes the file.
+
+        Raises :class:`~tgsession.LeaseLostError`, writing nothing, when this storage's
+        lease was lost (its lock file deleted or replaced).
+        """
         data = bytes(data)
         if data:
             await self._serialized(self._session_writes, self._replace(self._path, data))
