@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.test_cli import _in_process
+from tests.test_cli import _in_process, one_line_error
 from tgsession import FileStorage, SessionCorruptError, StorageSession
 from tgsession.codec import (
     DcAddress,
@@ -200,3 +200,15 @@ def test_telethon_sqlite_imports_store_open_and_show(
             db.execute("insert into entities values (?, ?, ?, NULL, NULL, 0)", entity)
         db.close()
         survives_import(path.read_bytes(), "telethon-sqlite")
+
+
+def test_a_stored_out_of_range_session_is_one_line_in_status_and_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    raw = with_value(("updates", "date"), 1_000_000_000_000)
+    path = tmp_path / "session.json"
+    asyncio.run(FileStorage(path).store_session(raw))  # written before the bound existed
+    result = _in_process(["status"], tmp_path, {"SESSION_FILE": str(path)}, b"")
+    assert result.returncode == 1
+    assert one_line_error(result).endswith("updates.date must be at most 2147483647")
+    assert path.read_bytes() == raw
