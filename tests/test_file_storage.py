@@ -426,11 +426,15 @@ async def test_lease_is_lost_when_released_or_when_the_lock_file_is_deleted(
     storage = FileStorage(session_path)
     lease = await storage.acquire()
     storage.lock_path.unlink()
-    with pytest.raises(LeaseLostError, match="deleted or replaced"):
+    with pytest.raises(LeaseLostError, match="was deleted while held"):
         await lease.check()
     await lease.release()
-    with pytest.raises(LeaseLostError, match="released"):
+    with pytest.raises(LeaseLostError, match="was deleted while held"):  # lost stays lost
         await lease.check()
+    other = await FileStorage(session_path).acquire()
+    await other.release()
+    with pytest.raises(LeaseLostError, match="released"):
+        await other.check()
 
 
 async def test_lock_across_processes_is_freed_when_the_holder_is_killed(

@@ -274,6 +274,93 @@ def test_an_exported_gotd_session_has_the_documented_shape() -> None:
     assert from_gotd_json(to_gotd_json(signed_in())).auth_key == KEY
 
 
+# gotd's client writes "Addr": "" and keeps the addresses in Config.DCOptions, each a
+# tg.DCOption as Go's encoding/json writes it.
+def dc_option(dc_id: int, address: str, port: int = 443, **flags: bool) -> dict[str, object]:
+    option: dict[str, object] = {
+        "Flags": 0, "Ipv6": ":" in address, "MediaOnly": False, "TCPObfuscatedOnly": False,
+        "CDN": False, "Static": False, "ThisPortOnly": False, "ID": dc_id,
+        "IPAddress": address, "Port": port, "Secret": None,
+    }
+    option.update(flags)
+    return option
+
+
+def as_gotd_writes_it(*options: dict[str, object], dc: int = 4) -> bytes:
+    return gotd_document(DC=dc, Addr="", Config={
+        "BlockedMode": False, "ForceTryIpv6": False, "Date": 1700000000,
+        "Expires": 1700003600, "TestMode": False, "ThisDC": dc, "DCOptions": list(options),
+        "DCTxtDomainName": "apv3.stel.com", "TmpSessions": 0, "WebfileDCID": 4,
+    })
+
+
+def test_a_gotd_session_takes_its_address_from_the_dc_options() -> None:
+    document = as_gotd_writes_it(
+        dc_option(2, "149.154.167.50"),
+        dc_option(4, "149.154.167.92", MediaOnly=True),
+        dc_option(4, "2001:67c:4e8:f004::b", Ipv6=True),
+        dc_option(4, "149.154.165.10", 8443, CDN=True),
+        dc_option(4, "149.154.167.11", 5222, TCPObfuscatedOnly=True),
+        dc_option(4, "10.0.0.4", 4443),
+    )
+
+    assert from_gotd_json(document).dc == DcAddress(4, "10.0.0.4", 4443)
+
+
+def test_a_gotd_session_with_only_ipv6_options_takes_ipv6() -> None:
+    document = as_gotd_writes_it(dc_option(4, "2001:67c:4e8:f004::b", Ipv6=True))
+
+    assert from_gotd_json(document).dc == DcAddress(4, "2001:67c:4e8:f004::b", 443)
+
+
+def test_a_gotd_session_without_options_for_its_dc_uses_the_known_address() -> None:
+    document = as_gotd_writes_it(dc_option(2, "149.154.167.50"))
+
+    assert from_gotd_json(document).dc == DC4
+
+
+def test_a_gotd_session_with_dc_0_uses_this_dc_of_its_config() -> None:
+    document = json.loads(as_gotd_writes_it(dc_option(4, "10.0.0.4")))
+    document["Data"]["DC"] = 0
+
+    assert from_gotd_json(json.dumps(document).encode()).dc == DcAddress(4, "10.0.0.4", 443)
+
+
+# The types of gotd's session.Data, field by field (read from gotd/td session/session.go
+# and tg/tl_dc_option_gen.go): Go's encoding/json refuses a value of another JSON type.
+GO_DC_OPTION = {"Flags": int, "Ipv6": bool, "MediaOnly": bool, "TCPObfuscatedOnly": bool,
+                "CDN": bool, "Static": bool, "ThisPortOnly": bool, "ID": int,
+                "IPAddress": str, "Port": int, "Secret": (str, type(None))}
+GO_CONFIG = {"BlockedMode": bool, "ForceTryIpv6": bool, "Date": int, "Expires": int,
+             "TestMode": bool, "ThisDC": int, "DCOptions": list, "DCTxtDomainName": str,
+             "TmpSessions": int, "WebfileDCID": int}
+GO_DATA = {"Config": dict, "DC": int, "Addr": str, "AuthKey": (str, type(None)),
+           "AuthKeyID": (str, type(None)), "Salt": int}
+
+
+def assert_go_types(value: dict[str, object], schema: dict[str, object]) -> None:
+    for name, item in value.items():
+        assert name in schema, f"gotd has no field {name}"
+        assert isinstance(item, schema[name]) and not (  # type: ignore[arg-type]
+            isinstance(item, bool) and schema[name] is int), name
+
+
+@pytest.mark.parametrize("address", ["149.154.167.91", "2001:67c:4e8:f004::a", "127.0.0.1"])
+def test_an_exported_gotd_session_is_what_gotds_loader_reads(address: str) -> None:
+    doc = json.loads(to_gotd_json(signed_in(dc=DcAddress(4, address, 8443))))
+
+    assert doc["Version"] == 1
+    assert_go_types(doc["Data"], GO_DATA)
+    assert_go_types(doc["Data"]["Config"], GO_CONFIG)
+    (option,) = doc["Data"]["Config"]["DCOptions"]
+    assert_go_types(option, GO_DC_OPTION)
+    assert (option["ID"], option["IPAddress"], option["Port"]) == (4, address, 8443)
+    assert option["Ipv6"] == (option["Flags"] & 1 == 1) == (":" in address)
+    # gotd rewrites the document with "Addr": "" once connected: the option still leads back.
+    doc["Data"]["Addr"] = ""
+    assert from_gotd_json(json.dumps(doc).encode()).dc == DcAddress(4, address, 8443)
+
+
 # -- detection and bad input --------------------------------------------------------------
 
 

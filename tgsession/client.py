@@ -8,6 +8,10 @@ import logging
 from typing import Any
 
 from telethon import TelegramClient, errors, utils
+from telethon.network.connection.connection import Connection
+
+from ._errors import LeaseLostError
+from .storage._lease import SendGate
 
 __all__ = ["DEAD_KEY_ERRORS", "Client"]
 
@@ -59,6 +63,25 @@ class Client(TelegramClient):  # type: ignore[misc]
         if on_lease_lost is not None:
             # Another holder has the session now: stop using its key at once.
             on_lease_lost(lambda: asyncio.ensure_future(self._disconnect_at_once()))
+        gate = getattr(session, "lease", None)
+        if isinstance(gate, SendGate):
+            # Nothing goes out on the key unless the lease is surely held; when it may have
+            # expired, the connection is closed first and the lease checked after.
+            self._connection: type[Connection] = _gated_connection(self._connection, gate)
+            gate.on_doubt(self._hang_up_in_doubt)
+
+    def _hang_up_in_doubt(self) -> None:
+        sender = self._sender
+        connection = getattr(sender, "_connection", None)
+        if connection is None or not sender.is_connected():
+            return
+        log.warning("closing the Telegram connection until the session lease is confirmed")
+        # Close the socket now, synchronously, before any other task runs; then let
+        # Telethon reconnect: its first packet waits at the gate.
+        writer = getattr(connection, "_writer", None)
+        if writer is not None:
+            writer.close()
+        sender._start_reconnect(None)
 
     async def __aenter__(self) -> Client:
         try:
@@ -181,3 +204,25 @@ class Client(TelegramClient):  # type: ignore[misc]
             await self._save_states_and_entities()
             await utils.maybe_async(self.session.save())
         return result
+
+
+def _gated_connection(base: type[Connection], gate: SendGate) -> type[Connection]:
+    """A subclass of Telethon's connection ``base`` whose packets go out only through
+    ``gate``: queueing waits for it, and a packet queued before the lease went into doubt
+    (the process was frozen) is refused at the socket, which closes the connection."""
+
+    class GatedConnection(base):  # type: ignore[misc]
+        async def send(self, data: bytes) -> None:
+            try:
+                await gate.wait_until_sendable()
+            except LeaseLostError:
+                raise ConnectionError("the session lease was lost") from None
+            await super().send(data)
+
+        def _send(self, data: bytes) -> None:
+            if not gate.may_send():
+                raise ConnectionError("the session lease is not confirmed: not sending")
+            super()._send(data)
+
+    GatedConnection.__name__ = GatedConnection.__qualname__ = f"Gated{base.__name__}"
+    return GatedConnection

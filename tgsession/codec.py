@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,20 @@ __all__ = [
 
 FORMAT_VERSION = 1
 AUTH_KEY_LENGTH = 256
+
+# Bounds: what Telethon packs each field as (TL ``long``/``int``), so that nothing decoded
+# can fail later, when the session is opened, stored row by row or exported.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: pts, qts, seq and date go into updates.getDifference as TL ``int`` (int32); dates also
+#: become datetimes, which this range always can.
+INT32_MAX = 2**31 - 1
+#: Highest DC id kept (TG_DC takes the same); the string exports, which pack it in one
+#: byte, refuse ids over 255 themselves.
+DC_ID_MAX = 10_000
+#: Longest text field kept (usernames are 32 characters, names 128, phones 32).
+TEXT_MAX = 1024
+#: Longest server address (a DNS name is at most 253 characters).
+ADDRESS_MAX = 253
 
 #: (marked peer id, access hash, lowercase username, phone, display name)
 EntityRow = tuple[int, int, "str | None", "str | None", "str | None"]
@@ -133,8 +149,10 @@ def _user_object(data: SessionData) -> dict[str, Any]:
 def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
     """Decode and validate bytes from :func:`encode_session`.
 
-    Raises :class:`SessionCorruptError` naming ``source`` for anything malformed (the
-    message never quotes the data), and :class:`SessionVersionError` for a newer version.
+    Raises :class:`SessionCorruptError` naming ``source`` for anything malformed or out
+    of the range the rest of the library can hold (ids and hashes int64, pts/qts/seq/date
+    int32, DC id 1-10000, text without lone surrogates); the message
+    never quotes the data. :class:`SessionVersionError` for a newer version.
     """
     raw = bytes(raw)
     if raw.startswith(ENCRYPTED_MAGIC):
@@ -160,7 +178,7 @@ def decode_session(raw: bytes, *, source: str = "session data") -> SessionData:
     return SessionData(
         dc=reader.dc(obj.get("dc")),
         auth_key=reader.auth_key(obj.get("auth_key")),
-        takeout_id=reader.optional_integer(obj.get("takeout_id"), "takeout_id"),
+        takeout_id=reader.optional_int64(obj.get("takeout_id"), "takeout_id"),
         user_id=user_id,
         bot=bot,
         self_access_hash=self_access_hash,
@@ -192,6 +210,21 @@ def decode_entity_row(raw: bytes, *, source: str = "entity row") -> EntityRow:
     return _Reader(source).entity_row(value, "entity row")
 
 
+def is_host(address: str) -> bool:
+    """Whether ``address`` is an IP address or a DNS host name (what a DC address can be)."""
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        pass
+    return len(address) <= ADDRESS_MAX and _HOST_NAME.fullmatch(address) is not None
+
+
+# A host name as resolvers take it (underscores too, as container names have them): ASCII,
+# no space, nothing that means something else in HOST:PORT or a URL.
+_HOST_NAME = re.compile(r"[A-Za-z0-9._~-]+")
+
+
 class _Reader:
     """Validates decoded JSON field by field; every failure names the source and field."""
 
@@ -217,34 +250,55 @@ class _Reader:
             raise self.error(f"{name} must be at most {maximum}")
         return value
 
-    def optional_integer(self, value: Any, name: str) -> int | None:
-        return None if value is None else self.integer(value, name)
+    def int64(self, value: Any, name: str, *, minimum: int = INT64_MIN) -> int:
+        return self.integer(value, name, minimum=minimum, maximum=INT64_MAX)
+
+    def int32(self, value: Any, name: str) -> int:
+        return self.integer(value, name, minimum=0, maximum=INT32_MAX)
+
+    def optional_int64(self, value: Any, name: str) -> int | None:
+        return None if value is None else self.int64(value, name)
 
     def optional_string(self, value: Any, name: str) -> str | None:
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            return None
+        if not isinstance(value, str):
             raise self.error(f"{name} must be a string or null")
+        if len(value) > TEXT_MAX:
+            raise self.error(f"{name} is longer than {TEXT_MAX} characters")
+        self.text(value, name)
         return value
+
+    def text(self, value: str, name: str) -> None:
+        """Refuse lone surrogates (JSON escapes can make them): they have no UTF-8 form, so
+        SQLite exports and lookup keys could not hold them. Telethon never makes them."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.error(f"{name} is not valid Unicode text") from None
 
     def user(self, value: Any) -> tuple[int | None, bool | None, int | None]:
         """(id, bot, own access hash), or all None when no user is recorded."""
         if value is None:
             return None, None, None
         user = self.mapping(value, "user")
-        user_id = self.integer(user.get("id"), "user.id")
+        user_id = self.int64(user.get("id"), "user.id", minimum=1)
         bot = user.get("bot")
         if not isinstance(bot, bool):
             raise self.error("user.bot must be true or false")
-        return user_id, bot, self.optional_integer(user.get("access_hash"), "user.access_hash")
+        return user_id, bot, self.optional_int64(user.get("access_hash"), "user.access_hash")
 
     def dc(self, value: Any) -> DcAddress | None:
         if value is None:
             return None
         dc = self.mapping(value, "dc")
         address = dc.get("address")
-        if not isinstance(address, str) or not address:
-            raise self.error("dc.address must be a non-empty string")
+        if not isinstance(address, str) or not address or len(address) > ADDRESS_MAX:
+            raise self.error(f"dc.address must be a host of 1 to {ADDRESS_MAX} characters")
+        if not is_host(address):
+            raise self.error("dc.address must be an IP address or a host name")
         return DcAddress(
-            id=self.integer(dc.get("id"), "dc.id", minimum=1, maximum=10_000),
+            id=self.integer(dc.get("id"), "dc.id", minimum=1, maximum=DC_ID_MAX),
             address=address,
             port=self.integer(dc.get("port"), "dc.port", minimum=1, maximum=65535),
         )
@@ -269,16 +323,16 @@ class _Reader:
         channels_obj = self.mapping(obj.get("channels", {}), "updates.channels")
         channels: dict[int, int] = {}
         for key, pts in channels_obj.items():
-            try:
-                channel_id = int(key)
-            except ValueError as exc:
-                raise self.error("updates.channels keys must be channel ids") from exc
-            channels[channel_id] = self.integer(pts, "updates.channels pts", minimum=0)
+            # Canonical decimal only: int() would also take " 1", "+1", "1_0" or "١".
+            if not (key.isascii() and key.isdigit() and len(key) <= 19 and key[0] != "0"):
+                raise self.error("updates.channels keys must be channel ids")
+            channel_id = self.int64(int(key), "updates.channels key", minimum=1)
+            channels[channel_id] = self.int32(pts, "updates.channels pts")
         return UpdateState(
-            pts=self.integer(obj.get("pts"), "updates.pts", minimum=0),
-            qts=self.integer(obj.get("qts"), "updates.qts", minimum=0),
-            date=self.integer(obj.get("date"), "updates.date", minimum=0),
-            seq=self.integer(obj.get("seq"), "updates.seq", minimum=0),
+            pts=self.int32(obj.get("pts"), "updates.pts"),
+            qts=self.int32(obj.get("qts"), "updates.qts"),
+            date=self.int32(obj.get("date"), "updates.date"),
+            seq=self.int32(obj.get("seq"), "updates.seq"),
             channels=channels,
         )
 
@@ -300,8 +354,8 @@ class _Reader:
         if not isinstance(value, list) or len(value) != 5:
             raise self.error(f"{name} must be [id, hash, username, phone, name]")
         return (
-            self.integer(value[0], f"{name} id"),
-            self.integer(value[1], f"{name} hash"),
+            self.int64(value[0], f"{name} id"),
+            self.int64(value[1], f"{name} hash"),
             self.optional_string(value[2], f"{name} username"),
             self.optional_string(value[3], f"{name} phone"),
             self.optional_string(value[4], f"{name} name"),

@@ -350,6 +350,11 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         """Whether another holder took the session over; this one then stops writing."""
         return self._lease_lost is not None
 
+    @property
+    def lease(self) -> Lease | None:
+        """The lease this session holds (``None`` without one, or once closed)."""
+        return self._lease
+
     def on_lease_lost(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the lease is lost (:class:`~tgsession.Client` disconnects)."""
         self._lease_lost_callbacks.append(callback)
@@ -361,7 +366,11 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
         async def watch() -> None:
             await wait_lost()
-            self._lost_lease(LeaseLostError(f"another holder took over {self._where()}"))
+            lost_error = getattr(self._lease, "lost_error", None)
+            self._lost_lease(
+                lost_error() if lost_error is not None
+                else LeaseLostError(f"another holder took over {self._where()}")
+            )
 
         self._lease_watch = asyncio.get_running_loop().create_task(watch())
 

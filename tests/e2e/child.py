@@ -5,6 +5,7 @@
     python child.py hold         like user, then waits for a line on stdin before exiting
     python child.py resolve NAME...  like user, then resolves each NAME and prints what it found
     python child.py resolve-hold NAME   both
+    python child.py hold-until-lost     like user, then holds until its lease is lost
     python child.py dialogs      like user, then lists its dialogs (which caches their entities)
 
 NAME may be a marked peer id (``-100…`` for a channel, ``-…`` for a group).
@@ -16,6 +17,7 @@ answers from stdin, and reports with ``RESULT {json}`` lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,6 +88,12 @@ async def main(mode: str, args: list[str]) -> int:
         if mode.endswith("hold"):
             print("HOLDING", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
+        if mode == "hold-until-lost":
+            # Holds until the Client disconnects by itself (its lease was lost).
+            print("HOLDING", flush=True)
+            with contextlib.suppress(Exception):
+                await client.disconnected
+            print(f"STOPPED lease_lost={client.session.lease_lost}", flush=True)
     return 0
 
 

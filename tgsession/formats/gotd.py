@@ -3,12 +3,21 @@
 ::
 
     {"Version": 1,
-     "Data": {"Config": {...}, "DC": 2, "Addr": "149.154.167.51:443",
+     "Data": {"Config": {..., "ThisDC": 2, "DCOptions": [{"ID": 2, "IPAddress": "...",
+                                                          "Port": 443, "Ipv6": false,
+                                                          "MediaOnly": false, "CDN": false,
+                                                          ...}, ...]},
+              "DC": 2, "Addr": "",
               "AuthKey": "<base64 of 256 bytes>", "AuthKeyID": "<base64 of 8 bytes>",
               "Salt": 0}}
 
-``AuthKeyID`` is ``sha1(AuthKey)[12:20]``. The ``Config`` (Telegram's ``help.getConfig``
-answer) is not kept: Telethon asks for it again when it connects.
+``AuthKeyID`` is ``sha1(AuthKey)[12:20]``. gotd's client leaves ``Addr`` empty: the
+address of ``DC`` is in ``Config.DCOptions`` (Telegram's ``help.getConfig`` list); only
+gotd's converters from other formats fill ``Addr``. Import takes ``Addr`` when set, else
+the DC's option that is not media-only, not CDN and not obfuscated-only, IPv4 first, else
+Telegram's well-known address for the DC. Export writes both ``Addr`` and one
+``DCOptions`` entry, typed as gotd's ``tg.DCOption`` so that its ``session.Loader`` reads
+it. The rest of ``Config`` is not kept: Telethon asks for it again when it connects.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import Any
 
 from .._errors import SessionCorruptError
 from ..codec import AUTH_KEY_LENGTH, DcAddress, SessionData
-from ._validate import checked_dc, require_key
+from ._validate import checked_dc, checked_session, require_key
 from .datacenters import dc_address, is_test_address
 
 __all__ = ["from_gotd_json", "to_gotd_json"]
@@ -50,11 +59,16 @@ def from_gotd_json(
             f"{source}: gotd session version {version!r} is not supported (only {_VERSION})"
         )
     data: dict[str, Any] = doc["Data"]
-    dc_id = data.get("DC")
-    if not isinstance(dc_id, int) or isinstance(dc_id, bool):
-        raise SessionCorruptError(f"{source}: Data.DC must be an integer")
     config = data.get("Config")
-    test_mode = isinstance(config, dict) and config.get("TestMode") is True
+    if not isinstance(config, dict):
+        config = {}
+    raw_dc = data.get("DC")
+    if raw_dc == 0 and _is_int(config.get("ThisDC")):
+        raw_dc = config["ThisDC"]  # gotd's client also falls back to its configured DC
+    if not isinstance(raw_dc, int) or isinstance(raw_dc, bool):
+        raise SessionCorruptError(f"{source}: Data.DC must be an integer")
+    dc_id = raw_dc
+    test_mode = config.get("TestMode") is True
     key = _bytes(data.get("AuthKey"), "Data.AuthKey", source)
     if key is not None and len(key) != AUTH_KEY_LENGTH:
         raise SessionCorruptError(
@@ -63,11 +77,11 @@ def from_gotd_json(
     key_id = _bytes(data.get("AuthKeyID"), "Data.AuthKeyID", source)
     if key is not None and key_id is not None and key_id != _key_id(key):
         raise SessionCorruptError(f"{source}: Data.AuthKeyID does not match Data.AuthKey")
-    return SessionData(
-        dc=_dc(dc_id, data.get("Addr"), test_mode, source),
+    return checked_session(SessionData(
+        dc=_dc(dc_id, data.get("Addr"), config.get("DCOptions"), test_mode, source),
         auth_key=key,
         entities=[],
-    )
+    ), source)
 
 
 def to_gotd_json(data: SessionData) -> bytes:
@@ -77,10 +91,29 @@ def to_gotd_json(data: SessionData) -> bytes:
     """
     dc, key = require_key(data)
     host = f"[{dc.address}]" if ":" in dc.address else dc.address
+    ipv6 = ":" in dc.address
+    option = {
+        # tg.DCOption as Go's encoding/json writes it; Flags bit 0 is ipv6.
+        "Flags": 1 if ipv6 else 0,
+        "Ipv6": ipv6,
+        "MediaOnly": False,
+        "TCPObfuscatedOnly": False,
+        "CDN": False,
+        "Static": False,
+        "ThisPortOnly": False,
+        "ID": dc.id,
+        "IPAddress": dc.address,
+        "Port": dc.port,
+        "Secret": None,
+    }
     doc = {
         "Version": _VERSION,
         "Data": {
-            "Config": {"ThisDC": dc.id, "TestMode": is_test_address(dc.address)},
+            "Config": {
+                "ThisDC": dc.id,
+                "TestMode": is_test_address(dc.address),
+                "DCOptions": [option],
+            },
             "DC": dc.id,
             "Addr": f"{host}:{dc.port}",
             "AuthKey": base64.b64encode(key).decode("ascii"),
@@ -107,8 +140,15 @@ def _bytes(value: Any, name: str, source: str) -> bytes | None:
         raise SessionCorruptError(f"{source}: {name} is not valid base64") from None
 
 
-def _dc(dc_id: int, addr: Any, test_mode: bool, source: str) -> DcAddress:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _dc(dc_id: int, addr: Any, options: Any, test_mode: bool, source: str) -> DcAddress:
     if addr is None or addr == "":
+        option = _primary_option(dc_id, options, source)
+        if option is not None:
+            return option
         known = dc_address(dc_id, test_mode=test_mode)
         if known is None:
             raise SessionCorruptError(f"{source}: names DC {dc_id} without an address")
@@ -120,3 +160,29 @@ def _dc(dc_id: int, addr: Any, test_mode: bool, source: str) -> DcAddress:
         raise SessionCorruptError(f"{source}: Data.Addr must be HOST:PORT")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return checked_dc(dc_id, host, int(port_text), source)
+
+
+def _primary_option(dc_id: int, options: Any, source: str) -> DcAddress | None:
+    """The best of ``Config.DCOptions`` for ``dc_id``: not media-only, not CDN, not
+    obfuscated-only (Telethon speaks plain MTProto), IPv4 before IPv6, static first."""
+    if options is None:
+        return None
+    if not isinstance(options, list):
+        raise SessionCorruptError(f"{source}: Data.Config.DCOptions must be a list")
+    candidates = []
+    for option in options:
+        if not isinstance(option, dict) or option.get("ID") != dc_id:
+            continue
+        if option.get("MediaOnly") is True or option.get("CDN") is True:
+            continue
+        if option.get("TCPObfuscatedOnly") is True:
+            continue
+        address, port = option.get("IPAddress"), option.get("Port")
+        if not isinstance(address, str) or not address or not isinstance(port, int):
+            continue
+        rank = (option.get("Ipv6") is True or ":" in address, option.get("Static") is not True)
+        candidates.append((rank, address, port))
+    if not candidates:
+        return None
+    _, address, port = min(candidates, key=lambda c: c[0])
+    return checked_dc(dc_id, address, port, source)

@@ -17,7 +17,15 @@ import struct
 from .._errors import SessionCorruptError
 from ..codec import DcAddress, EntityRow, SessionData
 from ._sqlite import Source, open_copy, read_source, table_columns
-from ._validate import checked_dc, checked_key_blob, require_key, session_text
+from ._validate import (
+    cache_rows,
+    check_one_byte_dc,
+    checked_dc,
+    checked_key_blob,
+    checked_session,
+    require_key,
+    session_text,
+)
 from .datacenters import dc_address, is_private_address, is_test_address
 
 __all__ = [
@@ -59,13 +67,13 @@ def from_pyrogram_string(
         dc_id, _api_id, test_mode, key, user_id, is_bot = struct.unpack(layout, packed)
     else:
         dc_id, test_mode, key, user_id, is_bot = struct.unpack(layout, packed)
-    return SessionData(
+    return checked_session(SessionData(
         dc=_known_dc(dc_id, test_mode, source),
         auth_key=key if any(key) else None,
         user_id=user_id or None,
         bot=is_bot if user_id else None,
         entities=[],
-    )
+    ), source)
 
 
 def to_pyrogram_string(data: SessionData, api_id: int) -> str:
@@ -77,6 +85,7 @@ def to_pyrogram_string(data: SessionData, api_id: int) -> str:
     ``api_id`` out of range.
     """
     dc, key = require_key(data)
+    check_one_byte_dc(dc, "a Pyrogram session string")
     if is_private_address(dc.address):
         raise ValueError(
             f"the session is on a local server ({dc.address}); a Pyrogram session string "
@@ -124,13 +133,13 @@ def from_pyrogram_sqlite(source: Source, *, name: str = "the Pyrogram session fi
         dc = _known_dc(dc_id, bool(test_mode), where)
     if not isinstance(user_id, int) or user_id <= 0:
         user_id = None
-    return SessionData(
+    return checked_session(SessionData(
         dc=dc,
         auth_key=key,
         user_id=user_id,
         bot=bool(is_bot) if user_id is not None else None,
         entities=entities,
-    )
+    ), where)
 
 
 def _peers(db: sqlite3.Connection, tables: dict[str, set[str]]) -> list[EntityRow]:
@@ -159,7 +168,7 @@ def _peers(db: sqlite3.Connection, tables: dict[str, set[str]]) -> list[EntityRo
             str(phone) if isinstance(phone, (str, int)) and phone else None,
             None,
         ))
-    return rows
+    return cache_rows(rows)
 
 
 def _known_dc(dc_id: int, test_mode: bool, source: str) -> DcAddress:

@@ -18,12 +18,20 @@ import sqlite3
 import struct
 import time
 from pathlib import Path
-from typing import Any
 
 from .._errors import SessionCorruptError
 from ..codec import AUTH_KEY_LENGTH, EntityRow, SessionData, UpdateState
 from ._sqlite import Source, open_copy, read_source, table_columns
-from ._validate import checked_dc, checked_key_blob, require_key, session_text
+from ._validate import (
+    cache_rows,
+    check_one_byte_dc,
+    checked_dc,
+    checked_key_blob,
+    checked_session,
+    counter,
+    require_key,
+    session_text,
+)
 
 __all__ = [
     "from_telethon_sqlite",
@@ -62,11 +70,11 @@ def from_telethon_string(
         )
     ip_length = 4 if len(packed) == _IPV4_PACKED else 16
     dc_id, ip, port, key = struct.unpack(f">B{ip_length}sH{AUTH_KEY_LENGTH}s", packed)
-    return SessionData(
+    return checked_session(SessionData(
         dc=checked_dc(dc_id, ipaddress.ip_address(ip).compressed, port, source),
         auth_key=key if any(key) else None,
         entities=[],
-    )
+    ), source)
 
 
 def to_telethon_string(data: SessionData) -> str:
@@ -79,6 +87,7 @@ def to_telethon_string(data: SessionData) -> str:
     from telethon.sessions import StringSession
 
     dc, key = require_key(data)
+    check_one_byte_dc(dc, "a Telethon string session")
     try:
         ipaddress.ip_address(dc.address)
     except ValueError:
@@ -120,15 +129,15 @@ def from_telethon_sqlite(source: Source, *, name: str = "the Telethon session fi
     if not isinstance(dc_id, int) or not isinstance(address, str) or not isinstance(port, int):
         raise SessionCorruptError(f"{where}: the session row has an invalid DC, address or port")
     key = checked_key_blob(key, where)
-    if takeout_id is not None and not isinstance(takeout_id, int):
+    if not isinstance(takeout_id, int) or not -(2**63) <= takeout_id < 2**63:
         takeout_id = None
-    return SessionData(
+    return checked_session(SessionData(
         dc=checked_dc(dc_id, address, port, where),
         auth_key=key,
         takeout_id=takeout_id,
         updates=updates,
         entities=entities,
-    )
+    ), where)
 
 
 def to_telethon_sqlite(data: SessionData, path: str | os.PathLike[str]) -> Path:
@@ -209,7 +218,7 @@ def _entities(db: sqlite3.Connection, tables: dict[str, set[str]]) -> list[Entit
             phone if isinstance(phone, str) else None,
             name if isinstance(name, str) else None,
         ))
-    return rows
+    return cache_rows(rows)
 
 
 def _updates(db: sqlite3.Connection, tables: dict[str, set[str]]) -> UpdateState | None:
@@ -220,21 +229,19 @@ def _updates(db: sqlite3.Connection, tables: dict[str, set[str]]) -> UpdateState
     for entity_id, pts, qts, date, seq in db.execute(
         "SELECT id, pts, qts, date, seq FROM update_state"
     ):
-        if not isinstance(entity_id, int) or not _counter(pts):
+        if not isinstance(entity_id, int) or not counter(pts):
             continue
+        if isinstance(date, float) and date == date and 0 <= date <= 2**31 - 1:
+            date = int(date)
         if entity_id == 0:
-            if _counter(qts) and _counter(seq) and isinstance(date, (int, float)) and date >= 0:
-                main = (pts, qts, int(date), seq)
-        else:
+            if counter(qts) and counter(seq) and counter(date):
+                main = (pts, qts, date, seq)
+        elif 0 < entity_id < 2**63:
             channels[entity_id] = pts
     if main is None:
         return None
     pts, qts, date, seq = main
     return UpdateState(pts=pts, qts=qts, date=date, seq=seq, channels=channels)
-
-
-def _counter(value: Any) -> bool:
-    return isinstance(value, int) and value >= 0
 
 
 def _remove(path: Path) -> None:

@@ -4,13 +4,33 @@
 process, exclude each other; the kernel drops the lock when its holder dies, however it
 dies. The lock file is never deleted (its inode must stay the one everyone locks); while
 the lock is held it records the holder, so a refused process can say who holds it.
+
+A lock file can still be deleted by hand (``rm session.json.lock``, ``rm -rf`` of the
+folder): a newcomer then creates and locks a new file. Two defences:
+
+* On Linux the holder also binds an abstract Unix socket named after the lock file's
+  path (a name in the kernel, not a file: nothing on disk can remove it, and the kernel
+  frees it when the holder dies). A newcomer that wins the flock but finds the name bound
+  gives the flock back and is refused, naming the holder's pid. (Other users cannot read
+  a 0600 session, so a name bound by another, non-root user is ignored: it cannot lock
+  anyone out.) The name is per network namespace, so this covers one host or container.
+* The holder compares the inode of its locked descriptor with the file at the path every
+  ``CHECK_INTERVAL`` seconds and before each session write (FileStorage); once they
+  differ the lease is lost for good, as a server lease taken over is: the session stops
+  writing and :class:`~tgsession.Client` disconnects, and the socket name is freed only
+  when the holder releases (so a newcomer waiting with ``wait=`` gets in after it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
+import logging
 import os
+import socket
+import struct
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -21,12 +41,17 @@ from typing import Any, TypeVar
 import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
-from ._lease import local_holder
+from ._lease import SendGate, local_holder
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileLease", "acquire_file_lock", "probe_lock_holder", "run_blocking"]
+__all__ = ["CHECK_INTERVAL", "FileLease", "acquire_file_lock", "probe_lock_holder", "run_blocking"]
+
+#: Seconds between two checks, by a holder, that its lock file is still the one at the path.
+CHECK_INTERVAL = 1.0
+
+_log = logging.getLogger("tgsession.lease")
 
 _T = TypeVar("_T")
 
@@ -41,21 +66,33 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MAX_HOLDER_TEXT = 200
 
 
-class FileLease:
+class FileLease(SendGate):
     """An exclusive ``flock`` held on a lock file; see :class:`~tgsession.storage.Lease`.
 
-    A flock cannot expire or be taken over, so :meth:`check` only fails after
-    :meth:`release`, or when the lock file was deleted or replaced (then a newcomer could
-    lock the new file, so this lease no longer excludes anyone).
+    A flock cannot expire or be taken over, so the lease is lost only when its lock file
+    was deleted or replaced (a newcomer could then lock the new file): a background check
+    every :data:`CHECK_INTERVAL` seconds, :meth:`check` and :meth:`verify_now` (run by
+    FileStorage before each session write) notice it. Once lost it stays lost:
+    :meth:`wait_lost` returns and the checks raise :class:`~tgsession.LeaseLostError`.
     """
 
-    def __init__(self, fd: int, lock_path: Path, holder: str) -> None:
+    def __init__(
+        self, fd: int, lock_path: Path, holder: str, guard: socket.socket | None = None
+    ) -> None:
+        self._init_gate(None)
         self._fd: int | None = fd
+        self._guard = guard
         self._lock_path = lock_path
         self._holder = holder
+        self._lost_reason: str | None = None
+        self._lost_event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._watch: asyncio.Task[None] | None = self._loop.create_task(
+            self._watch_forever(), name=f"tgsession lock watch on {lock_path}"
+        )
 
     def __repr__(self) -> str:
-        state = "held" if self._fd is not None else "released"
+        state = "lost" if self.lost else "held" if self._fd is not None else "released"
         return f"FileLease({str(self._lock_path)!r}, holder={self._holder!r}, {state})"
 
     @property
@@ -63,22 +100,63 @@ class FileLease:
         """This holder, as ``pid 42 on host-a``."""
         return self._holder
 
+    @property
+    def lost(self) -> bool:
+        """True once the lock file was found deleted or replaced (sticky)."""
+        return self._lost_reason is not None
+
+    @property
+    def released(self) -> bool:
+        return self._fd is None and not self.lost
+
+    def lost_error(self) -> LeaseLostError:
+        """The error that reports this lease as lost."""
+        return LeaseLostError(
+            f"the lock file {self._lock_path} was {self._lost_reason} while held; "
+            "another process may be using the session (never delete the .lock file)"
+        )
+
     async def check(self) -> None:
         """Raise :class:`~tgsession.LeaseLostError` if this lease no longer excludes others."""
         fd = self._fd
-        if fd is None:
+        if fd is None and not self.lost:
             raise LeaseLostError(f"the lock {self._lock_path} was released by this holder")
-        if not await run_blocking(_still_locks, fd, self._lock_path):
-            raise LeaseLostError(
-                f"the lock file {self._lock_path} was deleted or replaced while held; "
-                "another process may be using the session (never delete the .lock file)"
-            )
+        if self.lost:
+            raise self.lost_error()
+        assert fd is not None
+        reason = await run_blocking(_lock_file_change, fd, self._lock_path)
+        if reason is not None:
+            self._mark_lost(reason)
+            raise self.lost_error()
+
+    def verify_now(self) -> None:
+        """Blocking :meth:`check` for a worker thread, before a write; released: no-op."""
+        fd = self._fd
+        if self.lost:
+            raise self.lost_error()
+        if fd is None:
+            return
+        reason = _lock_file_change(fd, self._lock_path)
+        if reason is not None:
+            self._loop.call_soon_threadsafe(self._mark_lost, reason)
+            self._lost_reason = self._lost_reason or reason
+            raise self.lost_error()
+
+    async def wait_lost(self) -> None:
+        """Return once the lease is lost, for example to stop the client at once."""
+        await self._lost_event.wait()
 
     async def release(self) -> None:
         """Release the lock; calling it again does nothing."""
+        self._stop_watch()
         fd, self._fd = self._fd, None
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.close()
         if fd is not None:
-            await run_blocking(_unlock, fd)
+            # A lost lock file is someone else's now: leave its holder record alone.
+            await run_blocking(_close if self.lost else _unlock, fd)
+        self._gate_closed_for_good()
 
     async def __aenter__(self) -> FileLease:
         return self
@@ -90,6 +168,35 @@ class FileLease:
         tb: TracebackType | None,
     ) -> None:
         await self.release()
+
+    def _mark_lost(self, reason: str) -> None:
+        first = not self._lost_event.is_set()
+        self._lost_reason = self._lost_reason or reason
+        if first:
+            self._lost_event.set()
+            _log.error("lost the session lock: %s", self.lost_error())
+            self._gate_closed_for_good()
+            self._stop_watch()
+
+    def _stop_watch(self) -> None:
+        task, self._watch = self._watch, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _watch_forever(self) -> None:
+        while self._fd is not None and not self.lost:
+            await asyncio.sleep(CHECK_INTERVAL)
+            fd = self._fd
+            if fd is None:
+                return
+            try:
+                reason = await run_blocking(_lock_file_change, fd, self._lock_path)
+            except OSError as error:  # pragma: no cover - stat of a path we just had
+                _log.warning("could not check the lock file %s: %s", self._lock_path, error)
+                continue
+            if reason is not None and self._fd is not None:
+                self._mark_lost(reason)
+                return
 
 
 async def acquire_file_lock(
@@ -122,7 +229,7 @@ async def acquire_file_lock(
         )
         prepare = None  # once is enough
         try:
-            fd, other = await asyncio.shield(attempt)
+            fd, guard, other = await asyncio.shield(attempt)
         except asyncio.CancelledError:
             # The attempt may still succeed in its thread: release what it gets.
             attempt.add_done_callback(_close_won_lock)
@@ -132,7 +239,7 @@ async def acquire_file_lock(
                 f"cannot open the lock file {lock_path}: {_describe(error)}"
             ) from error
         if fd is not None:
-            return FileLease(fd, lock_path, holder)
+            return FileLease(fd, lock_path, holder, guard)
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise SessionLockedError(_locked_message(target, lock_path, other, wait), holder=other)
@@ -150,16 +257,19 @@ def probe_lock_holder(lock_path: Path) -> str | None:
     try:
         fd = os.open(lock_path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
     except FileNotFoundError:
-        return None
+        return _guard_holder(lock_path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return _read_holder(fd) or "an unknown process"
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        return _guard_holder(lock_path)
     finally:
         os.close(fd)
+
+
+_Attempt = tuple[int | None, socket.socket | None, str | None]
 
 
 def _attempt(
@@ -167,50 +277,128 @@ def _attempt(
     record: bytes,
     prepare: Callable[[], None] | None,
     on_locked: Callable[[], None] | None,
-) -> tuple[int | None, str | None]:
+) -> _Attempt:
     """``prepare``, one attempt, then ``on_locked`` if it won: one worker-thread hop."""
     if prepare is not None:
         prepare()
-    fd, holder = _try_lock(lock_path, record)
+    fd, guard, holder = _try_lock(lock_path, record)
     if fd is not None and on_locked is not None:
         try:
             on_locked()
         except BaseException:
-            _unlock(fd)
+            _give_back(fd, guard)
             raise
-    return fd, holder
+    return fd, guard, holder
 
 
-def _try_lock(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
-    """One non-blocking attempt: ``(fd, None)`` when locked, ``(None, holder)`` if not."""
-    for _ in range(3):
-        fd, holder = _try_lock_once(lock_path, record)
-        if fd is not None or holder is not None:
-            return fd, holder
-    return None, "a process that keeps deleting the lock file"
-
-
-def _try_lock_once(lock_path: Path, record: bytes) -> tuple[int | None, str | None]:
-    """``(None, None)`` when the file locked was deleted meanwhile (a holder removing the
-    session deletes it while locked): that lock excludes nobody, so try again."""
+def _try_lock(lock_path: Path, record: bytes) -> _Attempt:
+    """One non-blocking attempt: ``(fd, guard, None)`` when locked, ``(None, None, holder)``
+    if not."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-    locked = False
+    won = False
+    guard: socket.socket | None = None
     try:
         with contextlib.suppress(OSError):  # someone else's lock file: still lockable
             os.fchmod(fd, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return None, _read_holder(fd)
-        if not _still_locks(fd, lock_path):
-            return None, None
-        locked = True
+            return None, None, _read_holder(fd)
+        # The file we locked may have been unlinked since we opened it (a holder that
+        # released a lock file someone deleted): a lock on it would exclude nobody.
+        if _lock_file_change(fd, lock_path) is not None:
+            return None, None, "another process (its lock file was just replaced)"
+        guard, other = _claim_guard(lock_path)
+        if other is not None:
+            return None, None, other
+        # Any failure from here on (ENOSPC writing the record, EIO) must close the fd:
+        # a leaked descriptor would keep the flock until this process exits.
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
-        return fd, None
+        won = True
+        return fd, guard, None
     finally:
-        if not locked:
+        if not won:
+            if guard is not None:
+                guard.close()
             os.close(fd)
+
+
+def _guard_name(lock_path: Path) -> bytes:
+    """The abstract socket name for ``lock_path`` (folder symlinks resolved)."""
+    real = os.path.join(os.path.realpath(lock_path.parent), lock_path.name)
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:40]
+    return b"\0tgsession-lock-" + digest.encode()
+
+
+_HAS_GUARD = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
+
+
+def _claim_guard(lock_path: Path) -> tuple[socket.socket | None, str | None]:
+    """Bind the path's abstract socket: ``(socket, None)``, or ``(None, holder)`` when a
+    process of this user (or root) holds it. ``(None, None)`` where there is no such thing."""
+    if not _HAS_GUARD:
+        return None, None
+    guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        guard.bind(_guard_name(lock_path))
+        guard.listen(64)  # only so that a refused process can ask who holds it
+        return guard, None
+    except OSError as error:
+        guard.close()
+        if error.errno != errno.EADDRINUSE:
+            return None, None  # no abstract sockets here (a sandbox): the flock alone
+    peer = _guard_peer(lock_path)
+    if peer is not None and peer[1] not in (os.geteuid(), 0):
+        _log.warning("the lock name of %s is bound by user %d, who cannot use this session; "
+                     "ignoring it", lock_path, peer[1])
+        return None, None
+    return None, _describe_guard_holder(peer)
+
+
+def _guard_peer(lock_path: Path) -> tuple[int, int] | None:
+    """``(pid, uid)`` of the process bound to the path's socket name, if it can be told."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    probe.setblocking(False)
+    try:
+        probe.connect(_guard_name(lock_path))
+        pid, uid, _ = struct.unpack("3i", probe.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return pid, uid
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
+def _describe_guard_holder(peer: tuple[int, int] | None) -> str:
+    who = f"pid {peer[0]} on {socket.gethostname()}" if peer else "a process on this host"
+    return f"{who} (its lock file was deleted or replaced; it stops when it notices)"
+
+
+def _guard_holder(lock_path: Path) -> str | None:
+    """Who holds the path's socket name while the lock file itself is free, or None."""
+    if not _HAS_GUARD:
+        return None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.bind(_guard_name(lock_path))
+        return None
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            return None
+    finally:
+        probe.close()
+    peer = _guard_peer(lock_path)
+    if peer is not None and peer[1] not in (os.geteuid(), 0):
+        return None
+    return _describe_guard_holder(peer)
+
+
+def _give_back(fd: int, guard: socket.socket | None) -> None:
+    if guard is not None:
+        guard.close()
+    _unlock(fd)
 
 
 def _read_holder(fd: int) -> str | None:
@@ -227,21 +415,30 @@ def _unlock(fd: int) -> None:
         os.close(fd)  # closing the last descriptor releases the flock
 
 
-def _close_won_lock(attempt: asyncio.Future[tuple[int | None, str | None]]) -> None:
+def _close(fd: int) -> None:
+    os.close(fd)
+
+
+def _close_won_lock(attempt: asyncio.Future[_Attempt]) -> None:
     if attempt.cancelled() or attempt.exception() is not None:
         return
-    fd, _ = attempt.result()
+    fd, guard, _ = attempt.result()
     if fd is not None:
-        _unlock(fd)
+        _give_back(fd, guard)
 
 
-def _still_locks(fd: int, lock_path: Path) -> bool:
+def _lock_file_change(fd: int, lock_path: Path) -> str | None:
+    """``None`` while ``fd`` is the file at ``lock_path``; else what happened to it."""
     try:
         on_disk = os.stat(lock_path, follow_symlinks=False)
     except FileNotFoundError:
-        return False
+        return "deleted"
+    except NotADirectoryError:
+        return "deleted (its folder is gone)"
     held = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+    if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+        return "replaced"
+    return None
 
 
 def _locked_message(target: Path, lock_path: Path, holder: str | None, wait: float) -> str:

@@ -9,6 +9,14 @@ the storage checks the token in the same server-side step as every write, so a h
 lease was taken over gets :class:`~tgsession.LeaseLostError` instead of overwriting the
 newer holder's session. A lease that merely expired (process paused, server restarted) and
 that nobody else took in the meantime is taken back silently by the next renew or write.
+
+Fencing protects the storage, not the Telegram connection. For that, every lease is also a
+:class:`SendGate`: the holder tracks on the monotonic clock until when its lease is surely
+held (the start of the last successful renewal plus ``ttl``). Past that moment (a frozen or
+starved process, an unreachable server) it closes its connection first, sends nothing on the
+key, and checks the lease after; a holder that took over a lease which expired (rather than
+one that was released) waits one more ``ttl`` before returning, so that a frozen former
+holder that wakes up meanwhile has closed its connection.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from .._errors import ConfigError, LeaseLostError, SessionLockedError, SessionSt
 __all__ = [
     "DEFAULT_LEASE_TTL",
     "LeasingStorage",
+    "SendGate",
     "ServerLease",
     "acquire_polling",
     "current_token",
@@ -86,7 +95,97 @@ def validate_lease_ttl(ttl: float) -> float:
     return ttl
 
 
-class ServerLease:
+class SendGate:
+    """Whether the holder may send on the session's key now; a base of every lease.
+
+    ``may_send()`` is true while the lease is surely held: not lost, not released while
+    the caller still relies on it, and (for an expiring lease) before ``valid_until`` on
+    the monotonic clock. :class:`~tgsession.Client` checks it before every packet and
+    awaits :meth:`wait_until_sendable` before queueing one; ``on_doubt`` callbacks run
+    when the lease may have expired (they close the connection), before it is checked.
+    """
+
+    _valid_until: float = float("inf")
+    _gate_ttl: float | None = None
+
+    def _init_gate(self, ttl: float | None) -> None:
+        self._gate_ttl = ttl
+        self._valid_until = float("inf") if ttl is None else float("-inf")
+        self._gate_changed = asyncio.Event()
+        self._doubt_callbacks: list[Callable[[], object]] = []
+        self._doubt_timer: asyncio.TimerHandle | None = None
+        self._in_doubt = False
+
+    @property
+    def lost(self) -> bool:  # overridden
+        return False
+
+    @property
+    def released(self) -> bool:  # overridden
+        return False
+
+    def may_send(self) -> bool:
+        """True while the lease is surely held (a released lease no longer guards)."""
+        if self.released:
+            return True
+        return not self.lost and time.monotonic() < self._valid_until
+
+    async def wait_until_sendable(self) -> None:
+        """Return once :meth:`may_send` is true; raise LeaseLostError once it is lost."""
+        while not self.may_send():
+            if self.lost:
+                raise LeaseLostError("the session's lease was lost: nothing more is sent")
+            event = self._gate_changed
+            await event.wait()
+
+    def on_doubt(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` each time the lease may have expired, before checking it."""
+        self._doubt_callbacks.append(callback)
+
+    def _confirm(self, started: float) -> None:
+        """The lease was found held by a request sent at ``started`` (monotonic)."""
+        if self._gate_ttl is None:
+            return
+        # The server counts ttl from when it ran the request, which is after ``started``.
+        self._valid_until = max(self._valid_until, started + self._gate_ttl)
+        self._in_doubt = False
+        self._gate_changed.set()
+        self._gate_changed = asyncio.Event()
+        if self._doubt_timer is not None:
+            self._doubt_timer.cancel()
+        loop = asyncio.get_running_loop()
+        # A timer on the loop's (monotonic) clock: if nothing confirms the lease in time,
+        # the connection closes when the lease may expire, not when the next renewal runs.
+        delay = self._valid_until - time.monotonic()
+        self._doubt_timer = loop.call_later(max(delay, 0.0), self._doubt_if_expired)
+
+    def _doubt_if_expired(self) -> bool:
+        """Run the doubt callbacks (once until the next confirmation) if the lease may have
+        expired; True if it may."""
+        if self.lost or self.released or time.monotonic() < self._valid_until:
+            return False
+        if self._in_doubt:
+            return True
+        self._in_doubt = True
+        _log.warning("the session lease may have expired (this process was paused, or the "
+                     "server did not answer); closing the connection until it is confirmed")
+        for callback in list(self._doubt_callbacks):
+            try:
+                callback()
+            except Exception:  # pragma: no cover - a callback's bug must not stop the others
+                _log.exception("a lease doubt callback failed")
+        return True
+
+    def _gate_closed_for_good(self) -> None:
+        """Wake waiters after the lease was lost or released."""
+        if self._doubt_timer is not None:
+            self._doubt_timer.cancel()
+            self._doubt_timer = None
+        self._gate_changed.set()
+        self._gate_changed = asyncio.Event()
+
+
+class ServerLease(SendGate):
     """A lease held on a server; implements :class:`~tgsession.storage.Lease`.
 
     Renewed in the background every ``ttl / 3`` until :meth:`release`. Once lost it stays
@@ -103,8 +202,13 @@ class ServerLease:
         since: datetime | float | None,
         ttl: float,
         where: str,
+        took_over_expired: bool = False,
     ) -> None:
+        self._init_gate(ttl)
         self._storage = storage
+        #: Whether another holder's lease had expired (not been released) when this one
+        #: took the session: that holder may still have a connection open.
+        self.took_over_expired = took_over_expired
         self.token = token
         #: This holder as stored on the server, without the time (``pid 1 on host``).
         self.holder_id = holder
@@ -148,6 +252,7 @@ class ServerLease:
             self._lost.set()
             _log.error("lost the session lease on %s: %s", self._where, reason)
         self._stop_renewing()
+        self._gate_closed_for_good()
 
     def raise_if_lost(self) -> None:
         """Raise :class:`~tgsession.LeaseLostError` if the lease is known to be lost."""
@@ -175,8 +280,10 @@ class ServerLease:
         self.raise_if_lost()
         if self._released:
             raise LeaseLostError(f"the lease on {self._where} was released")
+        started = time.monotonic()
         if not await self._storage._renew_lease(self):
             raise self.taken_over()
+        self._confirm(started)
 
     async def wait_lost(self) -> None:
         """Return once the lease is lost, for example to stop the client at once."""
@@ -191,6 +298,7 @@ class ServerLease:
             return
         self._released = True
         self._stop_renewing()
+        self._gate_closed_for_good()
         if self.lost:
             return
         try:
@@ -227,6 +335,9 @@ class ServerLease:
             await asyncio.sleep(interval)
             if self._released or self.lost:
                 return
+            # Woken late (a frozen or starved process): stop the connection first.
+            self._doubt_if_expired()
+            started = time.monotonic()
             try:
                 held = await self._storage._renew_lease(self)
             except SessionStorageError as exc:
@@ -252,6 +363,7 @@ class ServerLease:
             if not held:
                 self.mark_lost("another holder took it over")
                 return
+            self._confirm(started)
 
 
 _S = TypeVar("_S", bound="LeasingStorage")
@@ -364,16 +476,39 @@ async def acquire_polling(
     """Call ``try_once`` until it returns a lease or ``wait`` seconds have passed.
 
     ``try_once`` returns the current holder's description when the session is taken.
-    Raises :class:`~tgsession.SessionLockedError` naming that holder.
+    Raises :class:`~tgsession.SessionLockedError` naming that holder. A server that cannot
+    be reached is retried like a taken lease for the whole ``wait`` (a replica waiting for
+    its turn outlives a server restart); only once ``wait`` is over does its
+    :class:`~tgsession.SessionStorageError` propagate.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, wait)
     delay = _POLL_FIRST
+    unreachable_since: float | None = None
     while True:
-        outcome = await try_once()
+        started = time.monotonic()
+        try:
+            outcome = await try_once()
+        except SessionStorageError as exc:
+            now = loop.time()
+            if now >= deadline:
+                raise
+            if unreachable_since is None:
+                unreachable_since = now
+                _log.warning("cannot reach the server of %s to take the lease; retrying for "
+                             "up to %.1fs more: %s", where, deadline - now, exc)
+            await asyncio.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, _POLL_MAX)
+            continue
+        if unreachable_since is not None:
+            _log.info("reached the server of %s again", where)
+            unreachable_since = None
         if isinstance(outcome, ServerLease):
+            outcome._confirm(started)
             outcome.start()
             _log.info("acquired the session lease on %s as %s", where, outcome.holder)
+            if outcome.took_over_expired:
+                await _grace_after_takeover(outcome, where)
             return outcome
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -385,3 +520,23 @@ async def acquire_polling(
             )
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, _POLL_MAX)
+
+
+async def _grace_after_takeover(lease: ServerLease, where: str) -> None:
+    """Wait one ``ttl`` after taking over an expired lease, before the caller connects.
+
+    The former holder stopped renewing without releasing: it crashed, or it is frozen
+    with its Telegram connection still open. A frozen holder that wakes within this time
+    closes its connection before sending anything (its lease has expired by its own
+    clock), so our first request cannot meet its connection. The lease is kept renewed
+    meanwhile. If it is lost during the wait, :class:`~tgsession.LeaseLostError` is raised.
+    """
+    _log.warning("the previous holder of %s let its lease expire without releasing it; "
+                 "waiting %gs before using the session so that it can hang up", where,
+                 lease.ttl)
+    try:
+        await asyncio.sleep(lease.ttl)
+        await lease.check()
+    except BaseException:
+        await lease.release()
+        raise

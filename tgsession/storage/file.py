@@ -115,7 +115,7 @@ class FileStorage:
         self._session_writes = asyncio.Lock()
         self._entity_writes = asyncio.Lock()
         self._log: _LogState | None = None
-        self._held: FileLease | None = None  # the latest lease acquire() returned
+        self._lease: FileLease | None = None  # checked before each session write
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -150,7 +150,11 @@ class FileStorage:
         return data
 
     async def store_session(self, data: bytes) -> None:
-        """Replace the stored session atomically; ``b""`` deletes the file."""
+        """Replace the stored session atomically; ``b""`` deletes the file.
+
+        Raises :class:`~tgsession.LeaseLostError`, writing nothing, when this storage's
+        lease was lost (its lock file deleted or replaced).
+        """
         data = bytes(data)
         if data:
             await self._serialized(self._session_writes, self._replace(self._path, data))
@@ -189,14 +193,14 @@ class FileStorage:
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
         crashed writer left behind (they are never read, so this is only tidying).
         """
-        self._held = await acquire_file_lock(
+        self._lease = await acquire_file_lock(
             self._lock_path,
             target=self._path,
             wait=wait,
             prepare=self._make_folders_for_lock,
             on_locked=self._tidy_after_lock,
         )
-        return self._held
+        return self._lease
 
     async def delete_session(self) -> None:
         """Remove the session file, the entity log and, while this object holds the lock
@@ -208,9 +212,9 @@ class FileStorage:
         """
         await self.clear_entities()
         await self.store_session(b"")
-        if self._held is not None:
+        if self._lease is not None:
             try:
-                await self._held.check()
+                await self._lease.check()
             except LeaseLostError:
                 return
             await run_blocking(_unlink_durably, self._lock_path)
@@ -315,6 +319,8 @@ class FileStorage:
 
     def _replace_now(self, target: Path, data: bytes) -> None:
         """Atomically replace ``target`` with ``data`` (temp file, fsync, rename, fsync)."""
+        if self._lease is not None:
+            self._lease.verify_now()  # a holder whose lock file went must not write
         try:
             _make_private_folders(target.parent)
             self._check_existing(target)

@@ -24,7 +24,6 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 try:
     import asyncpg
@@ -47,7 +46,14 @@ from ._lease import (
     describe_holder,
     locked_error,
 )
-from .url import mask_secrets, redact_url, split_options, url_secrets
+from ._url_options import (
+    mask_secrets,
+    quoted,
+    redact_url,
+    split_options,
+    split_url,
+    url_secrets,
+)
 
 __all__ = ["PostgresStorage"]
 
@@ -113,7 +119,7 @@ class PostgresStorage(LeasingStorage):
         self._dsn: str | None = None
         self._secrets: tuple[str, ...] = ()
         if isinstance(dsn, str):
-            if urlsplit(dsn).scheme.lower() not in ("postgresql", "postgres"):
+            if split_url(dsn, "PostgreSQL URL").scheme.lower() not in ("postgresql", "postgres"):
                 raise ConfigError(
                     f"PostgreSQL URL {redact_url(dsn)!r} must start with postgresql:// "
                     "or postgres://"
@@ -125,13 +131,7 @@ class PostgresStorage(LeasingStorage):
                     ": pass the URL to PostgresStorage.from_url(), or give them as keyword "
                     "arguments"
                 )
-            try:
-                urlsplit(dsn).port  # noqa: B018 - raises ValueError for a bad port
-            except ValueError:
-                raise ConfigError(
-                    f"PostgreSQL URL {redact_url(dsn)!r} has an invalid port"
-                ) from None
-            parts = urlsplit(dsn)
+            parts = split_url(dsn, "PostgreSQL URL")
             if not parts.path.strip("/") and not re.search(r"(^|&)(dbname|database)=",
                                                            parts.query):
                 # asyncpg would fall back to the OS user's database over the local socket.
@@ -171,8 +171,9 @@ class PostgresStorage(LeasingStorage):
         driver_url, options = split_options(url, prefix_option="table_prefix")
         if options.prefix is not None and not _IDENTIFIER.match(options.prefix):
             raise ConfigError(
-                f"storage URL {redact_url(url)!r}: table_prefix={options.prefix!r} must be an "
-                "SQL identifier (letters, digits, _), optionally schema-qualified"
+                f"storage URL {redact_url(url)!r}: table_prefix="
+                f"{quoted(url, options.prefix)} must be an SQL identifier (letters, digits, _), "
+                "optionally schema-qualified"
             )
         return cls(
             driver_url,
@@ -273,7 +274,10 @@ class PostgresStorage(LeasingStorage):
 
     async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
         # Taking our own lease again counts as success, so a retried statement is harmless.
+        # ``previous`` (the statement's snapshot) tells whether the lease we take had
+        # expired under another holder (its token is still there) or was released (NULL).
         claim = (
+            f"WITH previous AS (SELECT lease_token FROM {self._sessions} WHERE name = $1) "
             f"INSERT INTO {self._sessions} AS s "
             "(name, lease_token, lease_holder, lease_since, lease_expires) "
             "VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4)) "
@@ -283,17 +287,19 @@ class PostgresStorage(LeasingStorage):
             "THEN s.lease_since ELSE now() END "
             "WHERE s.lease_token IS NULL OR s.lease_expires <= now() "
             "OR s.lease_token = EXCLUDED.lease_token "
-            "RETURNING lease_since"
+            "RETURNING lease_since, (SELECT lease_token FROM previous) AS previous_token"
         )
         for _ in range(3):  # the holder may let go between our two statements
-            since = await self._run(
+            row = await self._run(
                 "acquire the lease",
-                lambda c: c.fetchval(claim, self.name, token, holder, self.lease_ttl),
+                lambda c: c.fetchrow(claim, self.name, token, holder, self.lease_ttl),
             )
-            if since is not None:
+            if row is not None:
+                previous = row["previous_token"]
                 return ServerLease(
-                    self, token=token, holder=holder, since=since, ttl=self.lease_ttl,
-                    where=self._where,
+                    self, token=token, holder=holder, since=row["lease_since"],
+                    ttl=self.lease_ttl, where=self._where,
+                    took_over_expired=previous is not None and previous != token,
                 )  # fmt: skip
             current = await self._live_holder()
             if current is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 try:
     import redis.asyncio as aioredis
@@ -42,7 +41,7 @@ from ._lease import (
     describe_holder,
     locked_error,
 )
-from .url import mask_secrets, redact_url, split_options, url_secrets
+from ._url_options import mask_secrets, redact_url, split_options, split_url, url_secrets
 
 __all__ = ["RedisStorage"]
 
@@ -143,19 +142,36 @@ return r
 """)
 
 # KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
-# Taking our own lease again is a success, so a retried call is harmless.
+# Taking our own lease again is a success, so a retried call is harmless. The fourth
+# value is 1 when the previous holder's lease expired instead of being released (the
+# owner key then still names a token of someone else).
 _ACQUIRE = """
 local cur = redis.call('HMGET', KEYS[1], 'token', 'holder', 'since')
 if cur[1] and cur[1] ~= ARGV[1] then return {0, cur[2] or '', cur[3] or ''} end
+local last = redis.call('GET', KEYS[2])
+local expired = 0
+if not cur[1] and last and last ~= ARGV[1] and string.sub(last, 1, 9) ~= 'released:' then
+  expired = 1
+end
 local since = cur[3] or redis.call('TIME')[1]
 redis.call('HSET', KEYS[1], 'token', ARGV[1], 'holder', ARGV[3], 'since', since)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-return {1, ARGV[3], since}
+return {1, ARGV[3], since, expired}
 """
 
+# The owner key keeps the token, marked released: no stale holder can take the lease
+# back, and the next holder knows that nobody may still be connected. Once the session
+# itself was deleted (KEYS[3], logout) nothing is left to guard: the owner key goes too.
 _RELEASE = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('SET', KEYS[2], 'released:' .. ARGV[1])
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
 return 1
 """
 
@@ -323,7 +339,8 @@ class RedisStorage(LeasingStorage):
         if reply[0] != 1:
             return describe_holder(reply[1].decode(errors="replace"), since)
         return ServerLease(
-            self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where
+            self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where,
+            took_over_expired=len(reply) > 3 and reply[3] == 1,
         )
 
     async def _renew_lease(self, lease: ServerLease) -> bool:
@@ -338,7 +355,9 @@ class RedisStorage(LeasingStorage):
     async def _release_lease(self, lease: ServerLease) -> None:
         await self._call(
             "release the lease",
-            self._release_script(keys=[self._lease_key], args=[lease.token]),
+            self._release_script(
+                keys=[self._lease_key, self._owner_key, self._session_key], args=[lease.token]
+            ),
         )
 
     async def _close_connections(self) -> None:
@@ -385,7 +404,7 @@ class RedisStorage(LeasingStorage):
 
 
 def _client_from_url(url: str) -> aioredis.Redis:
-    if urlsplit(url).scheme.lower() not in ("redis", "rediss"):
+    if split_url(url, "Redis URL").scheme.lower() not in ("redis", "rediss"):
         raise ConfigError(f"Redis URL {redact_url(url)!r} must start with redis:// or rediss://")
     _, options = split_options(url, prefix_option="key_prefix", allowed_extra=_DRIVER_OPTIONS)
     if options.given:
@@ -394,17 +413,10 @@ def _client_from_url(url: str) -> aioredis.Redis:
             "the URL to RedisStorage.from_url(), or give them as keyword arguments"
         )
     try:
-        urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        # Not the driver's message: it quotes the "port", which may be part of a password.
-        raise ConfigError(
-            f"Redis URL {redact_url(url)!r} has an invalid port (percent-encode any /, @ or : "
-            "in the password)"
-        ) from None
-    try:
         parse_url(url)  # checks the driver's options now, not on first use
     except ValueError as exc:
-        raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {exc}") from None
+        reason = mask_secrets(str(exc), url_secrets(url))
+        raise ConfigError(f"Redis URL {redact_url(url)!r} is invalid: {reason}") from None
     return aioredis.Redis.from_url(
         url,
         decode_responses=False,
