@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ENCRYPTED_MAGIC", "EntityRecord", "EntityStorage", "Lease", "Lockable", "Storage"]
+__all__ = [
+    "ENCRYPTED_MAGIC",
+    "EntityRecord",
+    "EntityStorage",
+    "Lease",
+    "Lockable",
+    "Storage",
+    "lookup_key_bytes",
+]
 
 #: How :class:`~tgsession.EncryptedStorage`'s output begins (never valid JSON), so readers
 #: without the key can say "encrypted" rather than "corrupt".
@@ -38,6 +46,12 @@ class Storage(Protocol):
 EntityRecord = tuple[int, bytes, tuple[str, ...]]
 
 
+def lookup_key_bytes(key: str) -> bytes:
+    """A lookup key as the built-in storages keep it: UTF-8, lone surrogates kept
+    (``surrogatepass``), since a display name may carry one and a key must never fail."""
+    return key.encode("utf-8", "surrogatepass")
+
+
 @runtime_checkable
 class EntityStorage(Protocol):
     """Optional: entity rows kept beside the session, with point lookups.
@@ -60,9 +74,12 @@ class EntityStorage(Protocol):
     - ``iter_entities(batch)``: every ``(id, row)``, in batches of at most ``batch``, in
       bounded memory (for export and copy); the order is unspecified.
 
-    A storage that cannot read one row (torn by a crash, undecodable) returns ``None`` for
-    it rather than raising. Failures to reach the storage raise
-    :class:`~tgsession.SessionStorageError`.
+    Within one ``store_entities`` call a later record wins over an earlier one with the
+    same id or the same key. A storage that cannot read one row (torn by a crash,
+    undecodable, sealed under another key) returns ``None`` for it rather than raising.
+    Failures to reach or to open the storage (a server down, a file that is not a
+    database or that others may read) raise :class:`~tgsession.SessionStorageError`; the
+    session treats them as a cache miss, never as a lost session.
     """
 
     async def get_entity(self, entity_id: int) -> bytes | None: ...
