@@ -83,7 +83,8 @@ def postgres_url() -> str:
 
 
 def _redis_keys(name: str) -> list[str]:
-    return [f"tgsession:{{{name}}}:{part}" for part in ("session", "entities", "lease", "owner")]
+    parts = ("session", "entities", "lease", "owner", "entity_keys")
+    return [f"tgsession:{{{name}}}:{part}" for part in parts]
 
 
 async def forget_redis_session(url: str, name: str) -> None:
