@@ -36,7 +36,6 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
     ) from exc
 
 from .._errors import ConfigError, SessionNotFoundError, SessionStorageError
-from .base import EntityRecord, lookup_key_bytes
 from ._lease import (
     DEFAULT_LEASE_TTL,
     LeasingStorage,
@@ -45,6 +44,7 @@ from ._lease import (
     describe_holder,
     locked_error,
 )
+from .base import EntityRecord, lookup_key_bytes
 from .url import mask_secrets, redact_url, split_options, url_secrets
 
 __all__ = ["RedisStorage"]
