@@ -118,6 +118,8 @@ async def forget_postgres_session(url: str, name: str) -> None:
         if await conn.fetchval("SELECT to_regclass('tgsession_sessions') IS NOT NULL"):
             await conn.execute("DELETE FROM tgsession_sessions WHERE name = $1", name)
             await conn.execute("DELETE FROM tgsession_entities WHERE session = $1", name)
+            if await conn.fetchval("SELECT to_regclass('tgsession_entity_keys') IS NOT NULL"):
+                await conn.execute("DELETE FROM tgsession_entity_keys WHERE session = $1", name)
     finally:
         await conn.close()
 
