@@ -190,10 +190,10 @@ class StorageContract:
 
     async def test_iter_entities_holds_no_more_than_a_batch(self, reopen: Reopen) -> None:
         storage = self.entities(reopen())
-        row = b"r" * 400
-        count = 20_000  # 8 MB of rows
-        for start in range(0, count, 5000):
-            await storage.store_entities([(i, row, ()) for i in range(start, start + 5000)])
+        row = b"r" * 500
+        count = 8000  # 4 MB of rows
+        for start in range(0, count, 4000):
+            await storage.store_entities([(i, row, ()) for i in range(start, start + 4000)])
         reader = self.entities(reopen())
         tracemalloc.start()
         try:
