@@ -373,6 +373,8 @@ class RedisStorage(LeasingStorage):
                 keys=[self._lease_key, self._owner_key], args=self._fence_args(lease.token, lease)
             ),
         )
+        if reply[0] == 2:
+            lease.note_taken_back()
         return bool(reply[0] > 0)
 
     async def _release_lease(self, lease: ServerLease) -> None:
@@ -407,6 +409,8 @@ class RedisStorage(LeasingStorage):
         )
         status = reply[0]
         if status > 0:
+            if status == 2 and lease is not None:
+                lease.note_taken_back()
             return
         if status == 0 and lease is not None:
             raise lease.taken_over()
