@@ -453,3 +453,38 @@ async def test_a_real_client_resolves_from_the_stored_cache_after_a_restart(
         assert (peer.user_id, peer.access_hash) == (friend.id, friend.access_hash)
         assert (await client.get_entity(peer)).id == friend.id  # the stored hash works
     assert tg.call_count("contacts.resolveUsername") == 0
+
+
+@pytest.mark.parametrize("planted", ["readable-by-others", "symlink"])
+async def test_an_unusable_entity_file_does_not_hold_back_the_session_file(
+    tmp_path: Path, planted: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "session.json"
+    storage = FileStorage(path)
+    session = await StorageSession.open(storage)
+    session.set_dc(2, "127.0.0.1", 1)
+    session.process_entities(users([1]))
+    await session.release()
+    entities = storage.entities_path
+    assert entities.exists()
+    if planted == "symlink":
+        for leftover in entities.parent.glob(entities.name + "*"):
+            leftover.unlink()
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.write_bytes(b"")
+        entities.symlink_to(elsewhere)
+    else:
+        entities.chmod(0o644)
+
+    again = await StorageSession.open(FileStorage(path))
+    with caplog.at_level(logging.ERROR, logger="tgsession"):
+        again.set_dc(2, "127.0.0.1", 2)
+        again.process_entities(users([2]))
+        again.save()
+        await again.flush()  # the session file is written regardless
+    assert "could not store cached entities" in caplog.text
+    stored = decode_session(path.read_bytes())
+    assert stored.dc is not None and stored.dc.port == 2
+    await again.release()
+    if planted == "symlink":
+        assert (tmp_path / "elsewhere").read_bytes() == b""  # never written through
