@@ -368,7 +368,7 @@ async def clean_servers(settings: Settings) -> None:
             try:
                 await connection.execute(
                     f'drop table if exists "{SERVER_PREFIX}_entities", '
-                    f'"{SERVER_PREFIX}_sessions" cascade'
+                    f'"{SERVER_PREFIX}_entity_keys", "{SERVER_PREFIX}_sessions" cascade'
                 )
             finally:
                 await connection.close()
