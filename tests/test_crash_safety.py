@@ -287,3 +287,170 @@ async def test_a_real_failed_write_is_a_clear_error_and_keeps_the_session(
     assert str(path) in message and "EFBIG" in message, done
     assert await FileStorage(path).load_session() == b"small session"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session.json"]
+
+
+# -- entity writes killed at random points ------------------------------------------------
+
+#: Kills per run of the entity campaign (``TGSESSION_ENTITY_CRASH_TRIALS``; a few seconds).
+ENTITY_TRIALS = int(os.environ.get("TGSESSION_ENTITY_CRASH_TRIALS", "40"))
+ENTITY_IDS = 3000
+
+
+def entity_batch(n: int) -> list[int]:
+    """The ids that batch ``n`` stores (the same in the writer and in the checks)."""
+    rng = random.Random(n)
+    return rng.sample(range(ENTITY_IDS), rng.randint(1, 400))
+
+
+def entity_row(entity_id: int, n: int) -> bytes:
+    """Row ``entity_id`` as batch ``n`` writes it; long enough to span SQLite pages."""
+    body = hashlib.sha256(b"%d/%d" % (entity_id, n)).digest()
+    return b"%d:%d:" % (entity_id, n) + body * (1 + (entity_id * 7 + n) % 60)
+
+
+def entity_row_version(entity_id: int, row: bytes) -> int:
+    """Which batch wrote ``row``; fails if it is torn or belongs to another id."""
+    stored_id, n, _ = row.split(b":", 2)
+    assert int(stored_id) == entity_id, f"row {entity_id} holds the row of {int(stored_id)}"
+    assert row == entity_row(entity_id, int(n)), f"row {entity_id} is torn"
+    return int(n)
+
+
+ENTITY_WRITERS = (
+    "import hashlib, random\n"
+    f"SESSION_SIZE = {SESSION_SIZE}\nENTITY_IDS = {ENTITY_IDS}\n"
+    + inspect.getsource(payload)
+    + inspect.getsource(number_of)
+    + inspect.getsource(entity_batch)
+    + inspect.getsource(entity_row)
+    + textwrap.dedent(
+        """
+        # Forks one writer per path read from stdin (see WRITERS). Each step stores a
+        # batch of rows with their lookup keys, then the session document naming it.
+        import asyncio, os, sys
+        from tgsession import FileStorage, SessionNotFoundError
+
+        async def write_forever(path: str) -> None:
+            storage = FileStorage(path)
+            await storage.acquire()
+            try:
+                n = number_of(await storage.load_session())
+            except SessionNotFoundError:
+                n = 0
+            print("ready", os.getpid(), n, flush=True)
+            while True:
+                n += 1
+                await storage.store_entities([
+                    (i, entity_row(i, n), (f"username:u{i}", f"name:batch {n}"))
+                    for i in entity_batch(n)
+                ])
+                await storage.store_session(payload(n))
+                print(n, flush=True)
+
+        for line in sys.stdin:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    asyncio.run(write_forever(line.strip()))
+                finally:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            print("\\ndead", status, flush=True)
+        """
+    )
+)
+
+
+async def check_entity_store(path: Path, acknowledged: int | None) -> int:
+    """Open the store as a restarted process would and check every row; return the
+    session's number. ``acknowledged`` is the last step the killed writer reported (None:
+    unknown). Raises AssertionError (or the storage's error) on damage."""
+    lease = await FileStorage(path).acquire()  # the dead writer's lock is free
+    storage = FileStorage(path)
+    try:
+        try:
+            session = number_of(await storage.load_session())
+        except SessionNotFoundError:
+            session = 0
+        if acknowledged is not None:
+            assert session in (acknowledged, acknowledged + 1), (
+                f"{acknowledged} acknowledged but session {session} stored"
+            )
+        versions: dict[int, int] = {}
+        async for rows in storage.iter_entities(500):
+            for entity_id, row in rows:
+                versions[entity_id] = entity_row_version(entity_id, row)
+        assert await storage.count_entities() == len(versions)
+        assert max(versions.values(), default=0) <= session + 1, "a row from the future"
+        if acknowledged:  # the acknowledged batch is durable, unless written over since
+            for entity_id in entity_batch(acknowledged):
+                assert versions.get(entity_id, 0) >= acknowledged, f"lost row {entity_id}"
+        for entity_id in list(versions)[:: max(1, len(versions) // 50)]:
+            found = await storage.find_entity(f"username:u{entity_id}")
+            assert found is not None and found[0] == entity_id
+            assert entity_row_version(entity_id, found[1]) == versions[entity_id]
+        return session
+    finally:
+        await storage.aclose()
+        await lease.release()
+
+
+def kill_entity_writers(path: Path, trials: int, seed: int) -> list[str]:
+    """Run ``trials`` entity writers on ``path``, killing each at a random moment."""
+    rng = random.Random(seed)
+    forker = subprocess.Popen(
+        [sys.executable, "-c", ENTITY_WRITERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert forker.stdin is not None and forker.stdout is not None
+    lines = Lines(forker.stdout.fileno())
+    failures: list[str] = []
+    before, pid = 0, 0
+    try:
+        for trial in range(trials):
+            forker.stdin.write(b"%s\n" % bytes(path))
+            forker.stdin.flush()
+            ready = lines.read_until(b"ready", 30)
+            if ready is None:
+                return [*failures, f"trial {trial}: the writer did not start"]
+            pid, started = (int(word) for word in ready[-1].split()[1:])
+            if started != before:
+                failures.append(f"trial {trial}: the writer read {started}, {before} was stored")
+            out = lines.read_until(b"dead", rng.uniform(0.0, 0.08))
+            if out is not None:
+                pid = 0
+                return [*failures, f"trial {trial}: the writer died by itself: {out[-1]!r}"]
+            os.kill(pid, signal.SIGKILL)
+            out = lines.read_until(b"dead", 30)
+            assert out is not None
+            pid = 0
+            last = max([int(line) for line in out[:-1] if line], default=started)
+            try:
+                before = asyncio.run(check_entity_store(path, last))
+            except Exception as error:
+                failures.append(f"trial {trial}: after {last} acknowledged: {error!r}")
+                return failures  # later trials would only repeat it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        forker.stdin.close()
+        try:
+            forker.wait(10)
+        except subprocess.TimeoutExpired:
+            forker.kill()
+            forker.wait()
+    return failures
+
+
+def test_killed_entity_writer_leaves_an_intact_store_and_session(tmp_path: Path) -> None:
+    workers = 2
+    paths = [tmp_path / f"worker{i}" / "session.json" for i in range(workers)]
+    shares = [ENTITY_TRIALS // workers + (i < ENTITY_TRIALS % workers) for i in range(workers)]
+    seed = random.randrange(2**32)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(kill_entity_writers, paths, shares, [seed + i for i in range(workers)])
+        failures = [failure for result in results for failure in result]
+    assert not failures, f"seed {seed}:\n" + "\n".join(failures)
+    # Writes happened throughout, not only before the first kill.
+    stored = sum(asyncio.run(check_entity_store(path, None)) > 0 for path in paths)
+    assert stored == workers
