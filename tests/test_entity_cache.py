@@ -12,11 +12,13 @@ import pytest
 from telethon.sessions import SQLiteSession
 from telethon.tl import types
 
-from tgsession import FileStorage, MemoryStorage, SessionNotFoundError, StorageSession
+from tgsession import FileStorage, MemoryStorage, StorageSession
 from tgsession.codec import decode_session
 from tgsession.entities import DEFAULT_ENTITY_CACHE_SIZE, iter_entity_rows
 from tgsession.storage.base import EntityRecord
 from tgsession.testing import FakeTelegram
+
+from .test_session import PlainStorage
 
 
 async def lookup(session: object, key: object) -> object:
@@ -56,21 +58,6 @@ class CountingStorage(MemoryStorage):
     def iter_entities(self, batch: int = 1000):  # type: ignore[no-untyped-def]
         self.calls.append("iter")
         return super().iter_entities(batch)
-
-
-class PlainStorage:
-    """A user's own storage: only the two required methods."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    async def load_session(self) -> bytes:
-        if not self.data:
-            raise SessionNotFoundError("empty")
-        return self.data
-
-    async def store_session(self, data: bytes) -> None:
-        self.data = data
 
 
 async def stored_session(rows: list[types.User], storage: MemoryStorage | None = None,
