@@ -378,14 +378,18 @@ async def test_a_failing_entity_store_does_not_hold_back_the_session(
     await session.release()
 
 
-async def test_closing_with_a_failing_entity_store_still_stores_the_session() -> None:
+async def test_closing_with_a_failing_entity_store_still_stores_the_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     storage = FailingRowsStorage()
     session = await StorageSession.open(storage)
     session.set_dc(2, "127.0.0.1", 7)
     session.process_entities(users([1]))
-    await session.release()
+    with caplog.at_level(logging.WARNING, logger="tgsession"):
+        await session.release()
     stored = decode_session(await storage.load_session())
     assert stored.dc is not None and stored.dc.port == 7
+    assert "1 cached entities could not be stored" in caplog.text
 
 
 # -- delete() without close() (#13 item 9) --------------------------------------------------

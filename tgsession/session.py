@@ -652,6 +652,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                         self._where(), type(exc).__name__, exc,
                     )
                     raise
+                if self._rows_waiting():
+                    log.warning("%d cached entities could not be stored in %s and are lost "
+                                "with this session (Telethon asks Telegram for them again)",
+                                len(self._cache.unwritten), self._where())
         finally:
             self._closing = False
             await self._let_go()
