@@ -328,10 +328,12 @@ class EntityDatabase:
         found by id only until stored again. Nothing is lost if this is interrupted: the
         log is removed only after the rows are committed, and importing twice is harmless.
         """
+        log = self.legacy_log
+        if not os.path.lexists(log):
+            return  # the usual case: checked before importing the codec, which costs ms
         from .._errors import SessionCorruptError
         from ..codec import decode_entity_row, entity_lookup_keys
 
-        log = self.legacy_log
         try:
             fd = os.open(log, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
         except FileNotFoundError:
