@@ -486,6 +486,25 @@ async def test_lease_is_lost_when_released_or_when_the_lock_file_is_deleted(
         await lease.check()
 
 
+async def test_a_holder_whose_lock_file_was_deleted_cannot_write_rows(
+    session_path: Path,
+) -> None:
+    storage = FileStorage(session_path)
+    lease = await storage.acquire()
+    await storage.store_entities([(1, b"mine", ("username:one",))])
+    storage.lock_path.unlink()  # a newcomer could lock a new file now
+    with pytest.raises(LeaseLostError, match="deleted or replaced"):
+        await storage.store_entities([(1, b"stale", ()), (2, b"stale", ())])
+    with pytest.raises(LeaseLostError):
+        await storage.clear_entities()
+    reader = FileStorage(session_path)
+    assert await reader.get_entity(1) == b"mine"
+    assert await reader.get_entity(2) is None
+    await lease.release()
+    await storage.store_entities([(2, b"unleased, as before acquiring", ())])
+    assert await reader.get_entity(2) == b"unleased, as before acquiring"
+
+
 async def test_lock_across_processes_is_freed_when_the_holder_is_killed(
     session_path: Path,
 ) -> None:

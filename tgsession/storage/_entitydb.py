@@ -71,7 +71,8 @@ class EntityDatabase:
     """The entity rows of one FileStorage object; every call runs in its own thread.
 
     ``check_private(path, stat)`` raises :class:`~tgsession.SessionStorageError` for a file
-    that must not be used (mode, owner); ``make_folders()`` creates the folder 0700;
+    that must not be used (mode, owner); ``fence()`` raises to refuse a write (a lost
+    lease) and runs just before each one; ``make_folders()`` creates the folder 0700;
     ``storage_error(action, path, oserror)`` words an I/O failure. The database is opened
     on first use and never created by a read: a missing database reads as empty.
     """
@@ -84,12 +85,14 @@ class EntityDatabase:
         check_private: Callable[[Path, os.stat_result], None],
         make_folders: Callable[[], None],
         storage_error: Callable[[str, Path, OSError], SessionStorageError],
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.path = path
         self.legacy_log = legacy_log
         self._check_private = check_private
         self._make_folders = make_folders
         self._storage_error = storage_error
+        self._fence = fence
         self._executor: ThreadPoolExecutor | None = None
         # Touched only in the worker thread.
         self._conn: sqlite3.Connection | None = None
@@ -177,11 +180,13 @@ class EntityDatabase:
             raise self._database_error("read", error) from error
 
     def _store_now(self, records: list[EntityRecord]) -> None:
+        self._fence()
         conn = self._open(create=True)
         assert conn is not None
         self._store_records(conn, records)
 
     def _clear_now(self) -> None:
+        self._fence()
         conn = self._open(create=False)
         if conn is not None:
             self._write(conn, ("DELETE FROM entities", ()), ("DELETE FROM lookup", ()))

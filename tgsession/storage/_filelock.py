@@ -74,6 +74,16 @@ class FileLease:
                 "another process may be using the session (never delete the .lock file)"
             )
 
+    def raise_if_lost(self) -> None:
+        """Blocking form of :meth:`check` for a held lease (run it in a worker thread);
+        a released lease passes (its storage writes unleased, as before acquiring)."""
+        fd = self._fd
+        if fd is not None and not _still_locks(fd, self._lock_path):
+            raise LeaseLostError(
+                f"the lock file {self._lock_path} was deleted or replaced while held; "
+                "another process may be using the session (never delete the .lock file)"
+            )
+
     async def release(self) -> None:
         """Release the lock; calling it again does nothing."""
         fd, self._fd = self._fd, None

@@ -83,8 +83,10 @@ class FileStorage:
       and its ``-wal``/``-shm`` files are held to the same permission rules, and a symlink
       at any of those names is refused.
     - :class:`~tgsession.storage.Lockable`: ``acquire()`` flocks ``<path>.lock``; the OS
-      releases it if the process dies. Two objects, even in one process, exclude each
-      other.
+      releases it if the process dies. While this object's lease is held, an entity write
+      after the lock file was deleted or replaced raises
+      :class:`~tgsession.LeaseLostError` and stores nothing. Two objects, even in one
+      process, exclude each other.
 
     Writes through one object are serialized and never reordered; a cancelled write may
     still complete. Example::
@@ -108,7 +110,9 @@ class FileStorage:
             check_private=self._check_private,
             make_folders=lambda: _make_private_folders(self._path.parent),
             storage_error=_storage_error,
+            fence=self._fence_entity_write,
         )
+        self._lease: FileLease | None = None
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -198,13 +202,15 @@ class FileStorage:
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
         crashed writer left behind (they are never read, so this is only tidying).
         """
-        return await acquire_file_lock(
+        lease = await acquire_file_lock(
             self._lock_path,
             target=self._path,
             wait=wait,
             prepare=self._make_folders_for_lock,
             on_locked=self._tidy_after_lock,
         )
+        self._lease = lease
+        return lease
 
     async def lock_holder(self) -> str | None:
         """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""
@@ -257,6 +263,12 @@ class FileStorage:
         except OSError as error:
             raise _storage_error("read", path, error) from error
         return data, (info.st_dev, info.st_ino)
+
+    def _fence_entity_write(self) -> None:
+        """Refuse an entity write by a holder whose lock file was deleted or replaced
+        (another process may hold the session now); run in the entity thread."""
+        if self._lease is not None:
+            self._lease.raise_if_lost()
 
     def _check_private(self, path: Path, info: os.stat_result) -> None:
         if self._allow_insecure:
