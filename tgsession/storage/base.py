@@ -78,8 +78,7 @@ class EntityStorage(Protocol):
     same id or the same key. A storage that cannot read one row (torn by a crash,
     undecodable, sealed under another key) returns ``None`` for it rather than raising.
     Failures to reach or to open the storage (a server down, a file that is not a
-    database or that others may read) raise :class:`~tgsession.SessionStorageError`; the
-    session treats them as a cache miss, never as a lost session.
+    database or that others may read) raise :class:`~tgsession.SessionStorageError`.
     """
 
     async def get_entity(self, entity_id: int) -> bytes | None: ...
