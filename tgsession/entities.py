@@ -19,6 +19,7 @@ is not indexed by its keys in the hot cache: only a key lookup (or Telegram, thr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -266,13 +267,18 @@ class EntityCache:
             return None
         kind, what = step
         if isinstance(what, tuple):
-            for entity_id in what:
-                raw = await storage.get_entity(entity_id)
-                row = self._newest(entity_id, raw)
-                if row is not None and row[0] == entity_id:
-                    if entity_id not in self.hot.rows:
-                        self.hot.put(row, indexed=False)
-                    return row[0], row[1]
+            # A bare id is most often a user's (the first candidate): ask for it alone; the
+            # chat and channel readings go together, one round trip (Telethon's catch-up
+            # looks up every channel of the update state this way while connecting).
+            first, rest = what[:1], what[1:]
+            for group in (first, rest):
+                raws = await asyncio.gather(*(storage.get_entity(i) for i in group))
+                for entity_id, raw in zip(group, raws, strict=True):
+                    row = self._newest(entity_id, raw)
+                    if row is not None and row[0] == entity_id:
+                        if entity_id not in self.hot.rows:
+                            self.hot.put(row, indexed=False)
+                        return row[0], row[1]
             return None
         hit = await storage.find_entity(lookup_key(kind, what))
         if hit is None:
