@@ -470,6 +470,23 @@ async def test_no_username_or_phone_is_at_rest_in_the_file(tmp_path: Path) -> No
     assert b"Liddell" not in at_rest
 
 
+@pytest.mark.skipif(not HAVE_FILE_STORAGE, reason="tgsession.storage.file is not written yet")
+async def test_sealed_rows_of_an_old_entity_log_are_kept_by_id(tmp_path: Path) -> None:
+    from tgsession import FileStorage
+    from tgsession.storage._entitylog import HEADER, encode_records
+
+    sealer = MemoryStorage()
+    await EncryptedStorage(sealer, KEY).store_entities([(1, b"one", ()), (2, b"two", ())])  # type: ignore[attr-defined]
+    inner = FileStorage(tmp_path / "session.json")
+    sealed_rows = [(peer, await sealer.get_entity(peer) or b"") for peer in (1, 2)]
+    inner.legacy_entities_path.write_bytes(HEADER + encode_records(sealed_rows))
+    inner.legacy_entities_path.chmod(0o600)
+    storage = EncryptedStorage(inner, KEY)
+    assert await storage.get_entity(1) == b"one"  # type: ignore[attr-defined]
+    assert await storage.get_entity(2) == b"two"  # type: ignore[attr-defined]
+    assert not inner.legacy_entities_path.exists()
+
+
 @pytest.fixture
 def derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The salts scrypt derives from, counted with an empty per-process cache."""

@@ -305,6 +305,8 @@ class EntityDatabase:
     def _prepare(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # A planted database's triggers and views run no function with side effects.
+            conn.execute("PRAGMA trusted_schema = OFF")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 logger.warning("%s: SQLite refused WAL mode (%s)", self.path, mode)
