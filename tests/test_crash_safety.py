@@ -49,46 +49,65 @@ def number_of(data: bytes) -> int:
     return n
 
 
+# The end of every writer script: a warm interpreter that forks one writer per path read
+# from stdin, so a trial costs a fork, not an interpreter start. The writer is a real
+# process; SIGKILL ends it as it would any other. It prints "ready PID N" once it holds the
+# lock and read session N, then each number it stored.
+FORK_EACH_LINE = textwrap.dedent(
+    """
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(write_forever(line.strip()))
+            finally:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        # A killed writer may leave half an ack; the newline ends it.
+        print("\\ndead", status, flush=True)
+    """
+)
+
+# The start of every writer: hold the lock, read the session's number, say "ready PID N".
+WRITER_START = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from tgsession import SessionNotFoundError
+
+    async def hold(storage) -> int:
+        await storage.acquire()
+        try:
+            n = number_of(await storage.load_session())
+        except SessionNotFoundError:
+            n = 0
+        print("ready", os.getpid(), n, flush=True)
+        return n
+    """
+)
+
 WRITERS = (
     "import hashlib\n"
     f"SESSION_SIZE = {SESSION_SIZE}\n"
     + inspect.getsource(payload)
     + inspect.getsource(number_of)
+    + WRITER_START
     + textwrap.dedent(
         """
-        # A warm interpreter that forks one writer per path read from stdin, so a trial
-        # costs a fork, not an interpreter start. The writer is a real process; SIGKILL
-        # ends it as it would any other.
-        import asyncio, os, sys
-        from tgsession import EncryptedStorage, FileStorage, SessionNotFoundError
+        from tgsession import EncryptedStorage, FileStorage
 
         async def write_forever(path: str) -> None:
             storage = FileStorage(path)
             if os.environ["TGSESSION_TEST_KEY"]:
                 storage = EncryptedStorage(storage, os.environ["TGSESSION_TEST_KEY"])
-            await storage.acquire()
-            try:
-                n = number_of(await storage.load_session())
-            except SessionNotFoundError:
-                n = 0
-            print("ready", os.getpid(), n, flush=True)
+            n = await hold(storage)
             while True:
                 n += 1
                 await storage.store_session(payload(n))
                 print(n, flush=True)
 
-        for line in sys.stdin:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    asyncio.run(write_forever(line.strip()))
-                finally:
-                    os._exit(1)
-            _, status = os.waitpid(pid, 0)
-            # A killed writer may leave half an ack; the newline ends it.
-            print("\\ndead", status, flush=True)
         """
     )
+    + FORK_EACH_LINE
 )
 
 
@@ -117,6 +136,59 @@ class Lines:
             self._buffer += chunk
 
 
+class Forker:
+    """A running writer script (ending with FORK_EACH_LINE) and its writers, one at a time."""
+
+    def __init__(self, script: str, env: dict[str, str] | None = None) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin = self._process.stdin
+        self._lines = Lines(self._process.stdout.fileno())
+        self.pid = 0  # the live writer, 0 once reaped (its pid may be reused)
+
+    def start(self, path: Path) -> int | None:
+        """Fork a writer on ``path``; the session number it read, None if it did not start."""
+        self._stdin.write(b"%s\n" % bytes(path))
+        self._stdin.flush()
+        ready = self._lines.read_until(b"ready", 30)
+        if ready is None:
+            return None
+        self.pid, started = (int(word) for word in ready[-1].split()[1:])
+        return started
+
+    def died_within(self, delay: float) -> bytes | None:
+        """The writer's death line if it ended by itself within ``delay``, else None."""
+        out = self._lines.read_until(b"dead", delay)
+        if out is None:
+            return None
+        self.pid = 0
+        return out[-1]
+
+    def kill(self, started: int) -> tuple[int, int]:
+        """SIGKILL the writer; its wait status and the last number it acknowledged (a
+        cut-off "12" of "125" is smaller than the "124" before it, so: the largest)."""
+        os.kill(self.pid, signal.SIGKILL)
+        out = self._lines.read_until(b"dead", 30)
+        assert out is not None
+        self.pid = 0
+        status = int(out[-1].split()[1])
+        return status, max([int(line) for line in out[:-1] if line], default=started)
+
+    def close(self) -> None:
+        """Leave no writer running, even after a failure."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.pid:
+                os.kill(self.pid, signal.SIGKILL)
+        self._stdin.close()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
 def open_storage(path: Path, encrypted: bool) -> Storage:
     storage: Storage = FileStorage(path)
     if encrypted:
@@ -140,42 +212,22 @@ async def stored_number(path: Path, encrypted: bool) -> int:
 def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[str]:
     """Run ``trials`` writers on ``path``, killing each at a random moment; the failures."""
     rng = random.Random(seed)
-    env = dict(os.environ, TGSESSION_TEST_KEY=KEY if encrypted else "")
-    forker = subprocess.Popen(
-        [sys.executable, "-c", WRITERS],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    assert forker.stdin is not None and forker.stdout is not None
-    lines = Lines(forker.stdout.fileno())
+    forker = Forker(WRITERS, env=dict(os.environ, TGSESSION_TEST_KEY=KEY if encrypted else ""))
     failures: list[str] = []
     before = 0  # what the file holds before this trial
-    pid = 0
     try:
         for trial in range(trials):
-            forker.stdin.write(b"%s\n" % bytes(path))
-            forker.stdin.flush()
-            ready = lines.read_until(b"ready", 30)
-            if ready is None:
+            started = forker.start(path)
+            if started is None:
                 return [*failures, f"trial {trial}: the writer did not start"]
-            pid, started = (int(word) for word in ready[-1].split()[1:])
             # Kill anywhere from the first write to many writes in.
             delay = rng.uniform(0.0, 0.06) if rng.random() < 0.8 else rng.uniform(0.0, 0.003)
-            out = lines.read_until(b"dead", delay)
-            if out is not None:
-                pid = 0  # reaped: its pid may be reused
-                return [*failures, f"trial {trial}: the writer died by itself: {out[-1]!r}"]
-            os.kill(pid, signal.SIGKILL)
-            out = lines.read_until(b"dead", 30)
-            assert out is not None
-            pid = 0  # reaped: its pid may be reused
-            status = int(out[-1].split()[1])
+            death = forker.died_within(delay)
+            if death is not None:
+                return [*failures, f"trial {trial}: the writer died by itself: {death!r}"]
+            status, last = forker.kill(started)
             if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
                 failures.append(f"trial {trial}: the writer ended with status {status}")
-            # A store was acknowledged once its number began to print: the largest number
-            # seen (a cut-off "12" of "125" is smaller than the "124" before it).
-            last = max([int(line) for line in out[:-1] if line], default=started)
             if started != before:
                 failures.append(f"trial {trial}: the writer read {started}, {before} was stored")
             try:
@@ -188,16 +240,7 @@ def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[st
                 failures.append(f"trial {trial}: {last} acknowledged but {found} stored")
             before = found
     finally:
-        # On a failure, leave no writer running: kill the last one, then the forker.
-        with contextlib.suppress(ProcessLookupError):
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        forker.stdin.close()
-        try:
-            forker.wait(10)
-        except subprocess.TimeoutExpired:
-            forker.kill()
-            forker.wait()
+        forker.close()
     return failures
 
 
@@ -323,21 +366,16 @@ ENTITY_WRITERS = (
     + inspect.getsource(number_of)
     + inspect.getsource(entity_batch)
     + inspect.getsource(entity_row)
+    + WRITER_START
     + textwrap.dedent(
         """
-        # Forks one writer per path read from stdin (see WRITERS). Each step stores a
-        # batch of rows with their lookup keys, then the session document naming it.
-        import asyncio, os, sys
-        from tgsession import FileStorage, SessionNotFoundError
+        # Each step stores a batch of rows with their lookup keys, then the session
+        # document naming it.
+        from tgsession import FileStorage
 
         async def write_forever(path: str) -> None:
             storage = FileStorage(path)
-            await storage.acquire()
-            try:
-                n = number_of(await storage.load_session())
-            except SessionNotFoundError:
-                n = 0
-            print("ready", os.getpid(), n, flush=True)
+            n = await hold(storage)
             while True:
                 n += 1
                 await storage.store_entities([
@@ -347,17 +385,9 @@ ENTITY_WRITERS = (
                 await storage.store_session(payload(n))
                 print(n, flush=True)
 
-        for line in sys.stdin:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    asyncio.run(write_forever(line.strip()))
-                finally:
-                    os._exit(1)
-            _, status = os.waitpid(pid, 0)
-            print("\\ndead", status, flush=True)
         """
     )
+    + FORK_EACH_LINE
 )
 
 
@@ -398,47 +428,27 @@ async def check_entity_store(path: Path, acknowledged: int | None) -> int:
 def kill_entity_writers(path: Path, trials: int, seed: int) -> list[str]:
     """Run ``trials`` entity writers on ``path``, killing each at a random moment."""
     rng = random.Random(seed)
-    forker = subprocess.Popen(
-        [sys.executable, "-c", ENTITY_WRITERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert forker.stdin is not None and forker.stdout is not None
-    lines = Lines(forker.stdout.fileno())
+    forker = Forker(ENTITY_WRITERS)
     failures: list[str] = []
-    before, pid = 0, 0
+    before = 0
     try:
         for trial in range(trials):
-            forker.stdin.write(b"%s\n" % bytes(path))
-            forker.stdin.flush()
-            ready = lines.read_until(b"ready", 30)
-            if ready is None:
+            started = forker.start(path)
+            if started is None:
                 return [*failures, f"trial {trial}: the writer did not start"]
-            pid, started = (int(word) for word in ready[-1].split()[1:])
             if started != before:
                 failures.append(f"trial {trial}: the writer read {started}, {before} was stored")
-            out = lines.read_until(b"dead", rng.uniform(0.0, 0.08))
-            if out is not None:
-                pid = 0
-                return [*failures, f"trial {trial}: the writer died by itself: {out[-1]!r}"]
-            os.kill(pid, signal.SIGKILL)
-            out = lines.read_until(b"dead", 30)
-            assert out is not None
-            pid = 0
-            last = max([int(line) for line in out[:-1] if line], default=started)
+            death = forker.died_within(rng.uniform(0.0, 0.08))
+            if death is not None:
+                return [*failures, f"trial {trial}: the writer died by itself: {death!r}"]
+            _, last = forker.kill(started)
             try:
                 before = asyncio.run(check_entity_store(path, last))
             except Exception as error:
                 failures.append(f"trial {trial}: after {last} acknowledged: {error!r}")
                 return failures  # later trials would only repeat it
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        forker.stdin.close()
-        try:
-            forker.wait(10)
-        except subprocess.TimeoutExpired:
-            forker.kill()
-            forker.wait()
+        forker.close()
     return failures
 
 

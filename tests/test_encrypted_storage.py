@@ -9,7 +9,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,23 @@ class TestEncryptedOverFileWithPassphrase(StorageContract):
         return lambda: EncryptedStorage(FileStorage(path), PASSPHRASE)
 
 
+async def encrypted_over_server(
+    open_inner: Callable[[str], Storage], key: str, forget: Callable[[str], Awaitable[None]]
+) -> AsyncIterator[Reopen]:
+    """Reopen storages on one fresh session of a server; close and forget them after."""
+    name = f"test-{uuid.uuid4().hex}"
+    opened: list[EncryptedStorage] = []
+
+    def reopen() -> EncryptedStorage:
+        opened.append(EncryptedStorage(open_inner(name), key))
+        return opened[-1]
+
+    yield reopen
+    for storage in opened:
+        await storage.aclose()
+    await forget(name)
+
+
 class TestEncryptedOverRedis(StorageContract):
     pytestmark = pytest.mark.services
 
@@ -84,18 +101,12 @@ class TestEncryptedOverRedis(StorageContract):
     async def reopen(self, redis_url: str) -> AsyncIterator[Reopen]:
         from tgsession.storage.redis import RedisStorage
 
-        name = f"test-{uuid.uuid4().hex}"
-        opened: list[EncryptedStorage] = []
-
-        def reopen() -> EncryptedStorage:
-            inner = RedisStorage.from_url(services.with_name(redis_url, name))
-            opened.append(EncryptedStorage(inner, KEY))
-            return opened[-1]
-
-        yield reopen
-        for storage in opened:
-            await storage.aclose()
-        await services.forget_redis_session(redis_url, name)
+        async for reopen in encrypted_over_server(
+            lambda name: RedisStorage.from_url(services.with_name(redis_url, name)),
+            KEY,
+            lambda name: services.forget_redis_session(redis_url, name),
+        ):
+            yield reopen
 
 
 class TestEncryptedOverPostgres(StorageContract):
@@ -105,18 +116,12 @@ class TestEncryptedOverPostgres(StorageContract):
     async def reopen(self, postgres_url: str) -> AsyncIterator[Reopen]:
         from tgsession.storage.postgres import PostgresStorage
 
-        name = f"test-{uuid.uuid4().hex}"
-        opened: list[EncryptedStorage] = []
-
-        def reopen() -> EncryptedStorage:
-            inner = PostgresStorage.from_url(services.with_name(postgres_url, name))
-            opened.append(EncryptedStorage(inner, PASSPHRASE))
-            return opened[-1]
-
-        yield reopen
-        for storage in opened:
-            await storage.aclose()
-        await services.forget_postgres_session(postgres_url, name)
+        async for reopen in encrypted_over_server(
+            lambda name: PostgresStorage.from_url(services.with_name(postgres_url, name)),
+            PASSPHRASE,
+            lambda name: services.forget_postgres_session(postgres_url, name),
+        ):
+            yield reopen
 
 
 # -- helpers ----------------------------------------------------------------------------
