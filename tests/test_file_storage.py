@@ -364,6 +364,31 @@ async def test_aclose_then_use_again_reopens(session_path: Path) -> None:
     await storage.aclose()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_forked_child_uses_the_storage_with_its_own_thread(session_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from tgsession import FileStorage
+
+        storage = FileStorage({str(session_path)!r})
+        asyncio.run(storage.store_entities([(1, b"one", ("username:one",))]))
+        pid = os.fork()  # the parent's entity thread and connection exist now
+        if pid == 0:
+            signal.alarm(20)  # a child waiting on a thread it does not have would hang
+            found = asyncio.run(storage.find_entity("username:one"))
+            asyncio.run(storage.store_entities([(2, b"two", ())]))
+            os._exit(0 if found == (1, b"one") else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), asyncio.run(storage.get_entity(2)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["0", "b'two'"], done
+
+
 # -- migration of the entity log of tgsession 0.x -----------------------------------------
 
 

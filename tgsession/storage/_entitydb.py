@@ -94,17 +94,22 @@ class EntityDatabase:
         self._storage_error = storage_error
         self._fence = fence
         self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         # Touched only in the worker thread.
         self._conn: sqlite3.Connection | None = None
 
     # -- the event-loop side: one hop each ------------------------------------------------
 
     async def _call(self, func: Callable[..., _T], *args: Any) -> _T:
-        if self._executor is None:
+        if self._executor is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                # A forked child has no copy of the thread, and must not use the parent's
+                # connection (SQLite forbids it): start afresh, leaving both to the parent.
+                self._conn = None
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgsession-entities")
             # A storage dropped without aclose() must not keep its thread or connection.
             weakref.finalize(self, executor.shutdown, wait=False)
-            self._executor = executor
+            self._executor, self._pid = executor, os.getpid()
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def get(self, entity_id: int) -> bytes | None:
