@@ -190,15 +190,14 @@ class StorageContract:
 
     async def test_iter_entities_holds_no_more_than_a_batch(self, reopen: Reopen) -> None:
         storage = self.entities(reopen())
-        row = b"r" * 500
-        count = 8000  # 4 MB of rows
-        for start in range(0, count, 4000):
-            await storage.store_entities([(i, row, ()) for i in range(start, start + 4000)])
+        row = b"r" * 2000
+        count = 2000  # 4 MB of rows
+        await storage.store_entities([(i, row, ()) for i in range(count)])
         reader = self.entities(reopen())
         tracemalloc.start()
         try:
             total = 0
-            async for batch in reader.iter_entities(batch=100):
+            async for batch in reader.iter_entities(batch=50):
                 total += len(batch)
             _, peak = tracemalloc.get_traced_memory()
         finally:
