@@ -324,6 +324,15 @@ async def test_reads_never_create_the_entity_database(session_path: Path) -> Non
     assert not session_path.parent.exists()
 
 
+async def test_ids_outside_int64_are_never_stored_and_never_found(session_path: Path) -> None:
+    storage = FileStorage(session_path)
+    with pytest.raises(ValueError, match="64-bit"):
+        await storage.store_entities([(1, b"one", ()), (1 << 63, b"too big", ())])
+    assert await storage.get_entity(1 << 63) is None
+    assert await storage.get_entity(-(1 << 63) - 1) is None
+    assert await storage.get_entity(1) is None  # the batch was refused whole
+
+
 async def test_a_file_that_is_not_a_database_is_refused_untouched(session_path: Path) -> None:
     storage = FileStorage(session_path)
     await storage.store_entities([(1, b"one", ())])

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 SCHEMA_VERSION = 1
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: How long a write waits for another connection's transaction (another process) to end.
@@ -113,12 +114,17 @@ class EntityDatabase:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def get(self, entity_id: int) -> bytes | None:
+        if not _INT64_MIN <= entity_id <= _INT64_MAX:
+            return None  # no row can have it (SQLite would raise OverflowError)
         return await self._call(self._get_now, entity_id)
 
     async def find(self, key: str) -> tuple[int, bytes] | None:
         return await self._call(self._find_now, lookup_key_bytes(key))
 
     async def store(self, records: Sequence[EntityRecord]) -> None:
+        for entity_id, _, _ in records:
+            if not _INT64_MIN <= entity_id <= _INT64_MAX:
+                raise ValueError(f"entity id {entity_id} is outside the signed 64-bit range")
         if records:
             await self._call(self._store_now, list(records))
 
@@ -176,7 +182,7 @@ class EntityDatabase:
         if conn is None:
             return []
         # The first page starts at the smallest int64 (ids are Telethon's marked ids).
-        op, start = (">=", -(1 << 63)) if after is None else (">", after)
+        op, start = (">=", _INT64_MIN) if after is None else (">", after)
         sql = f"SELECT id, row FROM entities WHERE id {op} ? ORDER BY id LIMIT ?"
         args = (start, batch)
         try:
