@@ -158,6 +158,8 @@ class StorageContract:
         assert await again.find_entity(odd[1]) == (low, b"low")
         assert await again.find_entity(odd[2]) == (high, b"high")
         assert await again.find_entity("name:nul") is None
+        assert await again.get_entity(high + 1) is None
+        assert await again.get_entity(low - 1) is None
 
     async def test_clear_entities_removes_every_row_and_key(self, reopen: Reopen) -> None:
         storage = self.entities(reopen())

@@ -225,6 +225,8 @@ class PostgresStorage(LeasingStorage):
 
     async def get_entity(self, entity_id: int) -> bytes | None:
         """The row stored under ``entity_id``, or ``None`` (one indexed SELECT)."""
+        if not -(1 << 63) <= entity_id < 1 << 63:
+            return None  # no bigint holds it
         sql = f"SELECT data FROM {self._entities} WHERE session = $1 AND id = $2"
         data = await self._run(
             "look up an entity", lambda c: c.fetchval(sql, self.name, int(entity_id))
