@@ -272,6 +272,8 @@ class EncryptedStorage:
         # The salt new passphrase values are written with: the one last read when it was
         # the current key's (a restart then derives once, not twice), else a fresh one.
         self._write_params: _ScryptParams | None = None
+        # Every raw key's cipher, made once (a row lookup opens one row with them).
+        self._raw_ciphers = [AESGCM(k.material) for k in self._keys if k.kind == "raw"]
         # One HMAC subkey per key (current first), derived on first use.
         self._lookup_subkeys: list[bytes] | None = None
 
@@ -446,7 +448,7 @@ class EncryptedStorage:
         has none yet, as a session read would): anything else is a cache miss.
         """
         if sealed.scrypt is None:
-            return [AESGCM(key.material) for key in self._keys if key.kind == "raw"]
+            return self._raw_ciphers
         params = sealed.scrypt
         if params != _default_params(params.salt):
             return []
