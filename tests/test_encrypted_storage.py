@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import importlib
@@ -504,6 +505,7 @@ def derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
     monkeypatch.setattr(encrypted_module, "_derive", counting)
     monkeypatch.setattr(encrypted_module, "_derived_keys", OrderedDict())
+    monkeypatch.setattr(encrypted_module, "_pending_keys", {})
     return calls
 
 
@@ -521,6 +523,19 @@ async def test_many_passphrase_rows_derive_the_key_once(derivations: list[bytes]
     assert len(seen) == 500
     await reader.store_session(SESSION)  # writes with the salt it read
     assert len(derivations) == 2  # one process derives each (passphrase, salt) once
+
+
+async def test_concurrent_lookups_wait_for_one_derivation(derivations: list[bytes]) -> None:
+    inner = MemoryStorage()
+    await EncryptedStorage(inner, PASSPHRASE).store_entities(  # type: ignore[attr-defined]
+        [(i, b"row %d" % i, (f"username:u{i}",)) for i in range(20)]
+    )
+    derivations.clear()
+    encrypted_module._derived_keys.clear()
+    reader = EncryptedStorage(inner, PASSPHRASE)
+    rows = await asyncio.gather(*(reader.get_entity(i) for i in range(20)))  # type: ignore[attr-defined]
+    assert rows == [b"row %d" % i for i in range(20)]
+    assert len(derivations) == 1
 
 
 def sealed_with(params: tuple[bytes, int, int, int], body: bytes = b"\0" * 40) -> bytes:

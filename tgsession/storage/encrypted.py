@@ -184,11 +184,23 @@ def _derive(passphrase: bytes, params: _ScryptParams) -> bytes:
 _derived_keys: OrderedDict[tuple[bytes, _ScryptParams], bytes] = OrderedDict()
 
 
+# Derivations under way, so that concurrent lookups wait for one instead of each deriving.
+_pending_keys: dict[tuple[bytes, _ScryptParams], asyncio.Future[bytes]] = {}
+
+
 async def _derive_cached(passphrase: bytes, params: _ScryptParams) -> bytes:
     cache_key = (passphrase, params)
     derived = _derived_keys.get(cache_key)
     if derived is None:
-        derived = await asyncio.to_thread(_derive, passphrase, params)
+        pending = _pending_keys.get(cache_key)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(asyncio.to_thread(_derive, passphrase, params))
+            _pending_keys[cache_key] = pending
+        try:
+            derived = await asyncio.shield(pending)  # a cancelled waiter leaves it running
+        finally:
+            if pending.done() and _pending_keys.get(cache_key) is pending:
+                del _pending_keys[cache_key]
         _derived_keys[cache_key] = derived
         while len(_derived_keys) > _DERIVED_CACHE_SIZE:
             _derived_keys.popitem(last=False)
