@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from telethon.tl import types
 from tgsession import FileStorage, MemoryStorage, StorageSession
 from tgsession.codec import decode_session
 from tgsession.entities import DEFAULT_ENTITY_CACHE_SIZE, iter_entity_rows
-from tgsession.storage.base import EntityRecord
+from tgsession.storage.base import EntityRecord, Storage
 from tgsession.testing import FakeTelegram
 
 from .test_session import PlainStorage
@@ -175,10 +176,25 @@ KEYS: list[object] = [
 ]
 
 
+def storage_of_kind(kind: str, folder: Path) -> Storage:
+    """A fresh storage: memory, file, or encrypted (rows sealed, lookup keys blinded)."""
+    if kind == "memory":
+        return MemoryStorage()
+    if kind == "file":
+        return FileStorage(folder / "session.json")
+    pytest.importorskip("cryptography")
+    from tgsession import EncryptedStorage
+
+    return EncryptedStorage(MemoryStorage(), os.urandom(32))
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "encrypted"])
 @pytest.mark.parametrize("size", [1, 2, 1000])
-async def test_lookups_after_a_restart_match_sqlite_session(size: int) -> None:
+async def test_lookups_after_a_restart_match_sqlite_session(
+    size: int, kind: str, tmp_path: Path
+) -> None:
     theirs = SQLiteSession()
-    storage = MemoryStorage()
+    storage = storage_of_kind(kind, tmp_path)
     ours = await StorageSession.open(storage, entity_cache_size=size)
     for batch in telethon_history():
         theirs.process_entities(batch)
@@ -189,6 +205,7 @@ async def test_lookups_after_a_restart_match_sqlite_session(size: int) -> None:
         expected = await lookup(theirs, key)
         assert await lookup(ours, key) == expected, key
         assert await lookup(restarted, key) == expected, key
+    await restarted.release()
 
 
 async def test_moved_username_finds_its_new_holder() -> None:
