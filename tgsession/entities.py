@@ -92,21 +92,22 @@ class HotCache:
         ``indexed=False`` keeps the row out of the key indexes (a row read by id, whose
         keys may have moved to other rows since it was stored).
         """
-        entity_id = row[0]
-        old = self.rows.pop(entity_id, None)
+        # On the hot path of process_entities: written for speed (locals, no loops).
+        entity_id, _, username, phone, name = row
+        rows = self.rows
+        old = rows.pop(entity_id, None)
         if old is not None:
             self._unindex(old)
-        self.rows[entity_id] = row
+        rows[entity_id] = row
         if indexed:
-            if row[2] is not None:
-                self.by_username[row[2]] = entity_id
-            if row[3] is not None:
-                self.by_phone[row[3]] = entity_id
-            if row[4] is not None:
-                self.by_name[row[4]] = entity_id
-        while len(self.rows) > self.size:
-            _, evicted = self.rows.popitem(last=False)
-            self._unindex(evicted)
+            if username is not None:
+                self.by_username[username] = entity_id
+            if phone is not None:
+                self.by_phone[phone] = entity_id
+            if name is not None:
+                self.by_name[name] = entity_id
+        if len(rows) > self.size:
+            self._unindex(rows.popitem(last=False)[1])
 
     def index(self, kind: str, value: str, entity_id: int) -> None:
         """Record that the cached row ``entity_id`` holds ``value`` as its ``kind``."""
@@ -114,11 +115,13 @@ class HotCache:
             self._index(kind)[value] = entity_id
 
     def _unindex(self, row: EntityRow) -> None:
-        entity_id = row[0]
-        for index, value in ((self.by_username, row[2]), (self.by_phone, row[3]),
-                             (self.by_name, row[4])):
-            if value is not None and index.get(value) == entity_id:
-                del index[value]
+        entity_id, _, username, phone, name = row
+        if username is not None and self.by_username.get(username) == entity_id:
+            del self.by_username[username]
+        if phone is not None and self.by_phone.get(phone) == entity_id:
+            del self.by_phone[phone]
+        if name is not None and self.by_name.get(name) == entity_id:
+            del self.by_name[name]
 
     def clear(self) -> None:
         self.rows.clear()
