@@ -275,7 +275,10 @@ class EntityCache:
             # looks up every channel of the update state this way while connecting).
             first, rest = what[:1], what[1:]
             for group in (first, rest):
-                raws = await asyncio.gather(*(storage.get_entity(i) for i in group))
+                if len(group) == 1:  # awaited directly: a task for one call costs a loop turn
+                    raws = [await storage.get_entity(group[0])]
+                else:
+                    raws = await asyncio.gather(*(storage.get_entity(i) for i in group))
                 for entity_id, raw in zip(group, raws, strict=True):
                     row = self._newest(entity_id, raw)
                     if row is not None and row[0] == entity_id:

@@ -108,8 +108,11 @@ def _lookup_steps(key: Any, exact: bool) -> list[Step]:
 
 
 def _ids(entity_id: int, exact: bool) -> tuple[int, ...]:
+    """The marked ids a bare id may stand for: itself, or a user's, chat's and channel's."""
     if exact:
         return (entity_id,)
+    if 0 < entity_id <= 9999999999:  # what get_peer_id computes, without its checks
+        return (entity_id, -entity_id, -1000000000000 - entity_id)
     return tuple(tl_utils.get_peer_id(peer) for peer in (
         types.PeerUser(entity_id), types.PeerChat(entity_id), types.PeerChannel(entity_id)))
 
