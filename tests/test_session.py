@@ -292,8 +292,10 @@ def test_telethon_gives_no_experimental_async_session_warning() -> None:
 
 async def test_clone_is_memory_only() -> None:
     session = StorageSession(MemoryStorage())
+    session.save_entities = False
     clone = session.clone()
     assert isinstance(clone, StorageSession) and clone.storage is None
+    assert clone.save_entities is False
     clone.save()  # nothing to write to, and no error
 
 

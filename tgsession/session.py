@@ -387,7 +387,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     def clone(self, to_instance: Any = None) -> Any:
         """A memory-only copy (Telethon uses it for connections to other data centres)."""
-        return to_instance or StorageSession()
+        cloned = to_instance or StorageSession()
+        cloned.save_entities = self.save_entities  # as SQLiteSession's clone does
+        return cloned
 
     def save(self) -> None:
         """Schedule a write of the current state; returns at once."""
