@@ -15,7 +15,7 @@ from telethon.tl import types
 
 from tgsession import FileStorage, MemoryStorage, StorageSession
 from tgsession.codec import decode_session
-from tgsession.entities import DEFAULT_ENTITY_CACHE_SIZE, iter_entity_rows
+from tgsession.entities import DEFAULT_ENTITY_CACHE_SIZE, INLINE_ENTITY_LIMIT, iter_entity_rows
 from tgsession.storage.base import EntityRecord, Storage
 from tgsession.testing import FakeTelegram
 
@@ -340,6 +340,16 @@ async def test_inline_cache_keeps_the_most_recently_used_rows() -> None:
     assert again.get_input_entity("user10") == types.InputPeerUser(10, 100)
     with pytest.raises(ValueError):  # inline, memory is the whole cache: no awaitable
         again.get_input_entity("user1")
+
+
+async def test_the_session_document_keeps_at_most_the_inline_limit_of_rows() -> None:
+    storage = PlainStorage()
+    session = await StorageSession.open(storage, entity_cache_size=INLINE_ENTITY_LIMIT + 500)
+    session.process_entities(users(range(1, INLINE_ENTITY_LIMIT + 501)))
+    assert session.entity_count == INLINE_ENTITY_LIMIT + 500  # memory holds them all
+    await session.release()
+    rows = decode_session(storage.data).entities or []
+    assert [row[0] for row in rows] == list(range(501, INLINE_ENTITY_LIMIT + 501))
 
 
 async def test_an_old_inline_document_moves_its_rows_into_the_entity_storage() -> None:

@@ -40,7 +40,14 @@ from .codec import (
     decode_session,
     encode_session,
 )
-from .entities import DEFAULT_ENTITY_CACHE_SIZE, EntityCache, Found, Step, entity_records
+from .entities import (
+    DEFAULT_ENTITY_CACHE_SIZE,
+    INLINE_ENTITY_LIMIT,
+    EntityCache,
+    Found,
+    Step,
+    entity_records,
+)
 from .storage.base import EntityStorage, Lease, Lockable, Storage
 
 __all__ = ["DEFAULT_ENTITY_CACHE_SIZE", "StorageSession"]
@@ -144,9 +151,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     Entities: at most ``entity_cache_size`` rows are held in memory (least recently used
     go first). With an :class:`~tgsession.storage.EntityStorage` every row is stored there
     and a lookup that misses memory asks the storage (Telethon awaits it); with a
-    two-method storage the ``entity_cache_size`` most recently used rows are all there is,
-    inline in the session document. ``session.save_entities = False`` (Telethon's switch)
-    caches and stores no entities, as ``SQLiteSession`` does.
+    two-method storage memory is the whole cache, and the session document keeps its
+    :data:`~tgsession.entities.INLINE_ENTITY_LIMIT` (2,000) most recently used rows.
+    ``session.save_entities = False`` (Telethon's switch) caches and stores no entities,
+    as ``SQLiteSession`` does.
     """
 
     def __init__(
@@ -205,7 +213,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         when Telethon asks for them, so opening takes as long with a million cached
         entities as with none. ``entity_cache_size`` (default
         :data:`~tgsession.entities.DEFAULT_ENTITY_CACHE_SIZE`, 10,000 rows, a few MB) bounds
-        the rows held in memory, and the rows kept inline by a two-method storage.
+        the rows held in memory.
 
         Raises :class:`~tgsession.SessionLockedError` when another holder has the storage's
         lease after ``lock_wait`` seconds (default: the storage's own ``lock_wait``, such as
@@ -373,7 +381,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             bot=self._bot,
             self_access_hash=self._self_hash,
             updates=updates,
-            entities=None if self._rows_in_storage else self._cache.inline_rows(),
+            entities=None if self._rows_in_storage
+            else self._cache.inline_rows(INLINE_ENTITY_LIMIT),
         )
 
     def __repr__(self) -> str:
