@@ -506,3 +506,14 @@ async def test_an_unusable_entity_file_does_not_hold_back_the_session_file(
     await again.release()
     if planted == "symlink":
         assert (tmp_path / "elsewhere").read_bytes() == b""  # never written through
+
+
+async def test_the_factories_pass_entity_cache_size_on() -> None:
+    from tgsession import client_from_environment
+
+    client = await client_from_environment(
+        env={"APP_ID": "1", "APP_HASH": "0" * 32}, dotenv=False, storage=MemoryStorage(),
+        entity_cache_size=7,
+    )
+    assert client.session.entity_cache_size == 7
+    await client.disconnect()
