@@ -199,7 +199,10 @@ async def test_changed_rows_are_stored_without_waiting_for_a_save() -> None:
     storage = CountingStorage()
     session = await StorageSession.open(storage, entity_cache_size=10)
     session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 101)])
-    await asyncio.sleep(0.05)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if await storage.count_entities() == 100:
+            break
     assert await storage.count_entities() == 100
     assert storage.writes == 0  # the session document did not change
 
