@@ -8,8 +8,9 @@ persists it with a background writer:
   and a burst of saves coalesces into one or two writes.
 * Entities live in :mod:`tgsession.entities`: a bounded hot cache in memory; a miss is an
   awaitable point lookup in an :class:`~tgsession.storage.EntityStorage`. Rows that
-  changed are stored by the same writer soon after Telethon sees them, row by row, so a
-  save costs what changed. A failing entity store never holds back the session document.
+  changed are stored by the same writer within 50 ms of Telethon seeing them (or with the
+  next save), in batches, so a save costs what changed. A failing entity store never
+  holds back the session document.
 * ``close()`` (Telethon calls it on disconnect) flushes and releases the storage's lease,
   so after ``await client.disconnect()`` the latest state is stored.
 * A failed write is logged, kept in memory and retried with backoff; ``await
@@ -70,6 +71,8 @@ _RETRY_MAX = 5.0
 #: Entity rows encoded and stored per storage call: a few milliseconds of encoding per turn
 #: of the event loop, whatever the number of changed rows.
 _ROWS_PER_WRITE = 1000
+#: Seconds changed entity rows wait to be stored when nothing else is to be written.
+_ROWS_DELAY = 0.05
 
 
 def describe_storage(storage: Storage) -> str:
@@ -572,6 +575,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     async def _write_in_background(self) -> None:
         delay = rows_delay = _RETRY_FIRST
         while self._dirty or self._rows_waiting():
+            if not self._dirty and not self._closing:
+                # Only rows changed: gather them a little (one write for a burst of updates,
+                # and none in the middle of the request that brought them).
+                await self._pause(_ROWS_DELAY)
             try:
                 async with self._write_lock:
                     rows_stored = await self._write_pending()
