@@ -48,6 +48,17 @@ def _target(row: Row) -> str:
     return row.describe_target()
 
 
+def _short_target(row: Row) -> str:
+    """The target for a plot label: per-contender targets as a range."""
+    if not row.target_for:
+        return _target(row)
+    values = sorted({*row.target_for.values(), *([row.target] if row.target else [])})
+    sign = ">=" if row.higher_is_better else "<="
+    if len(values) == 1:
+        return f"{sign} {values[0]:g}x"
+    return f"{sign} {values[0]:g}x to {values[-1]:g}x by storage"
+
+
 def columns(rows: Sequence[Row]) -> list[str]:
     present = {name for row in rows for name in row.contenders}
     return [name for name in CONTENDERS if name in present] + sorted(
@@ -89,8 +100,8 @@ def markdown(rows: Sequence[Row]) -> str:
                 f"{_number(row.contenders[n])} / {_number(row.p99[n])}" if n in row.p99 else "-"
                 for n in shown
             ]
-            out.append(f"| {row.measure} (median / p99, {row.unit}) | " + " | ".join(cells)
-                       + " |")
+            out.append(f"| {row.measure}, {row.size:,} (median / p99, {row.unit}) | "
+                       + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -133,7 +144,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     names = [n for n in columns(rows) if n != BASELINE]
     labeled = [row for row in rows if row.ratios() and not row.absolute]
     height = 0.8 / max(1, len(names))
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.13 * len(labeled) * max(1, len(names))))
+    figure, axes = plt.subplots(figsize=(11, 1.2 + 0.13 * len(labeled) * max(1, len(names))))
     colors = plt.get_cmap("tab10")
     for index, name in enumerate(names):
         ys, xs = [], []
@@ -153,7 +164,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     axes.set_yticks(range(len(labeled)))
     axes.set_yticklabels([
         f"{row.measure}\n{row.size:,} ({'higher' if row.higher_is_better else 'lower'} is better"
-        + (f", target {_target(row)}" if row.has_target else "") + ")"
+        + (f", target {_short_target(row)}" if row.has_target else "") + ")"
         for row in labeled
     ], fontsize=7)
     axes.invert_yaxis()
