@@ -25,7 +25,6 @@ import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Literal
 
 from ._errors import SessionCorruptError
 from .codec import EntityRow, decode_entity_row, encode_entity_row, entity_lookup_keys, lookup_key
@@ -45,7 +44,6 @@ DEFAULT_ENTITY_CACHE_SIZE = 10_000
 #: 1.5 ms of encoding; 10,000 would be 650 KB and 8 ms per save).
 INLINE_ENTITY_LIMIT = 2_000
 
-Kind = Literal["username", "phone", "name"]
 #: Where each kind of lookup key sits in an :data:`~tgsession.codec.EntityRow`.
 _FIELD: dict[str, int] = {"username": 2, "phone": 3, "name": 4}
 
