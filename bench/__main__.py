@@ -27,8 +27,10 @@ from .harness import Row, Settings
 MEASURES = (
     "process_entities",
     "stall",
-    "cold_load",
     "save_burst",
+    "lookups",
+    "misses",
+    "memory",
     "restart",
     "storage_latency",
 )

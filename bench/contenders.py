@@ -1,32 +1,42 @@
-"""Building each contender's session, stored state and storage, the same way for every measure.
+"""The fixtures of every measure: contenders, their stored state, and the workloads.
 
 Stored state is written the way each library would leave it: Telethon's ``SQLiteSession``
 tables (entities committed), tgsession's codec and :class:`~tgsession.storage.EntityStorage`
-rows. Redis and PostgreSQL keys live under their own prefix and are removed at the end.
+rows with their lookup keys. A stored cache of each size is made once per run
+(:func:`stored_caches`) and shared by the measures that read it. Redis and PostgreSQL keys
+live under their own prefix and are removed at the end.
+
+Workloads: :func:`entity_rows` (the cached rows), :func:`sample_keys` (random lookups of
+cached entities), :func:`change` (what an incoming update does to a session).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import itertools
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from telethon.crypto import AuthKey
 from telethon.sessions import SQLiteSession
+from telethon.tl import types
 
 from tgsession.codec import (
     DcAddress,
     EntityRow,
     SessionData,
     UpdateState,
-    encode_entity_row,
     encode_session,
 )
+from tgsession.entities import entity_records
 from tgsession.session import StorageSession
 from tgsession.storage import EntityStorage, Storage
 
@@ -47,19 +57,42 @@ _ENTITY_CHUNK = 20_000
 # -- synthetic data --------------------------------------------------------------------------
 
 
+def entity_row(i: int) -> EntityRow:
+    """Row number ``i`` of every stored cache: 90 % users (two in three with a username,
+    one in five with a phone), 10 % channels; ids and hashes are deterministic."""
+    access_hash = (i * 0x9E3779B97F4A7C15 + 12345) & 0x7FFFFFFFFFFFFFFF
+    if i % 10 == 9:
+        return (-1000000000000 - (1_000_000 + i), access_hash, f"chan{i}", None,
+                f"Channel number {i}")
+    return (100_000 + i, access_hash, f"user{i}" if i % 3 else None,
+            f"1555{i:07d}" if i % 5 == 0 else None, f"First{i} Last{i}")
+
+
 def entity_rows(count: int, start: int = 0) -> list[EntityRow]:
-    """``count`` realistic cache rows: 90 % users (some with username, some with phone),
-    10 % channels; ids and hashes are deterministic."""
-    rows: list[EntityRow] = []
-    for i in range(start, start + count):
-        access_hash = (i * 0x9E3779B97F4A7C15 + 12345) & 0x7FFFFFFFFFFFFFFF
-        if i % 10 == 9:
-            rows.append((-1000000000000 - (1_000_000 + i), access_hash, f"chan{i}", None,
-                         f"Channel number {i}"))
-        else:
-            rows.append((100_000 + i, access_hash, f"user{i}" if i % 3 else None,
-                         f"1555{i:07d}" if i % 5 == 0 else None, f"First{i} Last{i}"))
-    return rows
+    """``count`` realistic cache rows (:func:`entity_row` ``start`` onwards)."""
+    return [entity_row(i) for i in range(start, start + count)]
+
+
+def sample_keys(size: int, count: int, kind: str, seed: int = 7) -> list[Any]:
+    """``count`` distinct random lookups of users cached in a store of ``size`` rows, as a
+    program passes them to ``get_input_entity``: a user id, ``"userN"``, ``"+1555..."``."""
+    rng = random.Random(f"{seed}-{kind}-{size}")
+    wanted, share = {
+        "id": (lambda i: i % 10 != 9, 0.9),
+        "username": (lambda i: i % 10 != 9 and i % 3 != 0, 0.6),
+        "phone": (lambda i: i % 5 == 0, 0.2),
+    }[kind]
+    picked: set[int] = set()
+    limit = min(count, int(size * share * 0.9))
+    while len(picked) < limit:
+        i = rng.randrange(size)
+        if wanted(i):
+            picked.add(i)
+    keys: list[Any] = []
+    for i in rng.sample(sorted(picked), len(picked)):
+        row = entity_row(i)
+        keys.append(row[0] if kind == "id" else row[2] if kind == "username" else "+" + str(row[3]))
+    return keys
 
 
 def session_data(dc: DcAddress, auth_key: bytes, *, inline: Sequence[EntityRow] | None = None
@@ -148,21 +181,110 @@ async def close_storage(storage: Any) -> None:
 
 async def store_state(storage: Storage, data: SessionData, rows: Sequence[EntityRow]) -> None:
     """Store ``data`` and ``rows`` as StorageSession would after flushing them."""
+    data = dataclasses.replace(data)
     if isinstance(storage, EntityStorage):
         for chunk in _chunks(rows, _ENTITY_CHUNK):
-            await storage.store_entities({row[0]: encode_entity_row(row) for row in chunk})
+            await storage.store_entities(entity_records(chunk))
         data.entities = None
     else:
         data.entities = list(rows)
     await storage.store_session(encode_session(data))
 
 
-async def open_session(
-    storage: Storage, *, lock: bool = True, wait_for_entities: bool = True
-) -> StorageSession:
-    """Open as a program would; by default also wait until the entity cache has loaded in
-    the background, so that it does not run during the next thing measured."""
-    return await StorageSession.open(storage, lock=lock, wait_for_entities=wait_for_entities)
+async def open_session(storage: Storage, *, lock: bool = True) -> StorageSession:
+    """Open as a program would."""
+    return await StorageSession.open(storage, lock=lock)
+
+
+@dataclasses.dataclass
+class StoredCaches:
+    """One stored session with ``size`` cached entities per contender, made once per run.
+
+    ``sqlite`` is the SQLiteSession file; ``names`` the storage name of each StorageSession
+    contender (open it with :meth:`storage`). Measures may add a few rows; they never
+    remove any.
+    """
+
+    size: int
+    sqlite: str
+    names: dict[str, str]
+    memory: Storage | None = None
+
+    @property
+    def ours(self) -> list[str]:
+        """The StorageSession contenders stored at this size."""
+        return list(self.names)
+
+    def storage(self, settings: Settings, contender: str) -> Storage:
+        """A new storage object on the contender's stored cache (``ts-memory``: the same)."""
+        if contender == "ts-memory":
+            assert self.memory is not None
+            return self.memory
+        return make_storage(settings, contender, self.names[contender])
+
+    async def replace_session(self, settings: Settings, contender: str,
+                              data: SessionData) -> None:
+        """Store another session document over the cached rows (a key the server knows)."""
+        if contender == "sqlite":
+            session = SQLiteSession(self.sqlite)
+            assert data.dc is not None and data.auth_key is not None
+            session.set_dc(data.dc.id, data.dc.address, data.dc.port)
+            session.auth_key = AuthKey(data.auth_key)
+            session.save()
+            session.close()
+            return
+        storage = self.storage(settings, contender)
+        try:
+            await storage.store_session(encode_session(dataclasses.replace(data, entities=None)))
+        finally:
+            if contender != "ts-memory":
+                await close_storage(storage)
+
+
+async def stored_caches(settings: Settings, size: int) -> StoredCaches:
+    """The run's stored caches of ``size`` entities (made on first use, for every
+    contender available, ts-memory included); rows are :data:`SELF_ROWS` then
+    :func:`entity_rows`."""
+    made = settings.stored.get(size)
+    if made is not None:
+        return made
+    started = time.perf_counter()
+    key = fake_key()
+    rows = [*SELF_ROWS, *entity_rows(size)]
+    sqlite = write_sqlite(settings.workdir / unique_name(f"cache{size}"), FAKE_DC, key, rows)
+    made = StoredCaches(size, sqlite, {})
+    for contender in available(settings, OURS):
+        if contender == "ts-memory" and size > 100_000:
+            continue  # a million rows in this process would skew every other measure
+        name = unique_name(f"cache{size}")
+        storage = make_storage(settings, contender, name)
+        await store_state(storage, session_data(FAKE_DC, key), rows)
+        made.names[contender] = name
+        if contender == "ts-memory":
+            made.memory = storage
+        else:
+            await close_storage(storage)
+    del rows
+    settings.stored[size] = made
+    if size >= 100_000:
+        print(f"  stored caches of {size:,} entities in {time.perf_counter() - started:.0f} s",
+              flush=True)
+    return made
+
+
+def change(session: Any, round_: int, new: int = 10) -> None:
+    """What an incoming update does to a session: ``new`` new users and a new update state."""
+    base = 50_000_000 + round_ * new
+    users = [
+        types.User(id=base + i, access_hash=base * 31 + i, first_name=f"New{i}",
+                   username=f"new{base + i}")
+        for i in range(new)
+    ]
+    session.process_entities(types.Updates(updates=[], users=users, chats=[], date=None, seq=0))
+    session.set_update_state(0, types.updates.State(
+        pts=10_000 + round_, qts=0, seq=100 + round_, unread_count=0,
+        date=datetime.datetime.now(tz=datetime.timezone.utc),
+    ))
 
 
 async def settle(session: StorageSession) -> None:
@@ -246,7 +368,7 @@ async def clean_servers(settings: Settings) -> None:
             try:
                 await connection.execute(
                     f'drop table if exists "{SERVER_PREFIX}_entities", '
-                    f'"{SERVER_PREFIX}_sessions" cascade'
+                    f'"{SERVER_PREFIX}_entity_keys", "{SERVER_PREFIX}_sessions" cascade'
                 )
             finally:
                 await connection.close()

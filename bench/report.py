@@ -25,7 +25,7 @@ def _cell(row: Row, name: str) -> str:
     value = row.contenders.get(name)
     if value is None:
         return "-"
-    if name == BASELINE:
+    if name == BASELINE or row.absolute:
         return _number(value)
     ratio = row.ratios().get(name)
     if ratio is None:
@@ -36,7 +36,7 @@ def _cell(row: Row, name: str) -> str:
 
 def _verdict(row: Row) -> str:
     met = row.target_met()
-    if row.target is None:
+    if not row.has_target:
         return "-"
     if not met:
         return "n/a"
@@ -45,9 +45,18 @@ def _verdict(row: Row) -> str:
 
 
 def _target(row: Row) -> str:
-    if row.target is None:
-        return "-"
-    return f"{'>=' if row.higher_is_better else '<='} {row.target:g}x"
+    return row.describe_target()
+
+
+def _short_target(row: Row) -> str:
+    """The target for a plot label: per-contender targets as a range."""
+    if not row.target_for:
+        return _target(row)
+    values = sorted({*row.target_for.values(), *([row.target] if row.target else [])})
+    sign = ">=" if row.higher_is_better else "<="
+    if len(values) == 1:
+        return f"{sign} {values[0]:g}x"
+    return f"{sign} {values[0]:g}x to {values[-1]:g}x by storage"
 
 
 def columns(rows: Sequence[Row]) -> list[str]:
@@ -91,8 +100,8 @@ def markdown(rows: Sequence[Row]) -> str:
                 f"{_number(row.contenders[n])} / {_number(row.p99[n])}" if n in row.p99 else "-"
                 for n in shown
             ]
-            out.append(f"| {row.measure} (median / p99, {row.unit}) | " + " | ".join(cells)
-                       + " |")
+            out.append(f"| {row.measure}, {row.size:,} (median / p99, {row.unit}) | "
+                       + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -119,6 +128,8 @@ def read_json(path: Path) -> list[Row]:
             repeats=item.get("repeats", 0),
             p99=item.get("p99", {}),
             notes=item.get("notes", []),
+            target_for=item.get("target_for", {}),
+            absolute=item.get("absolute", False),
         ))
     return rows
 
@@ -131,9 +142,9 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [n for n in columns(rows) if n != BASELINE]
-    labeled = [row for row in rows if row.ratios()]
+    labeled = [row for row in rows if row.ratios() and not row.absolute]
     height = 0.8 / max(1, len(names))
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.13 * len(labeled) * max(1, len(names))))
+    figure, axes = plt.subplots(figsize=(11, 1.2 + 0.13 * len(labeled) * max(1, len(names))))
     colors = plt.get_cmap("tab10")
     for index, name in enumerate(names):
         ys, xs = [], []
@@ -145,15 +156,15 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         axes.barh(ys, xs, height=height, label=name, color=colors(index))
     axes.axvline(1.0, color="black", linewidth=1)
     for position, row in enumerate(labeled):
-        if row.target is not None:
-            axes.plot([row.target, row.target], [position - 0.45, position + 0.45],
+        for target in {row.target, *row.target_for.values()} - {None}:
+            axes.plot([target, target], [position - 0.45, position + 0.45],
                       color="red", linestyle="--", linewidth=1.2)
     axes.plot([], [], color="red", linestyle="--", label="target")
     axes.set_xscale("log")
     axes.set_yticks(range(len(labeled)))
     axes.set_yticklabels([
         f"{row.measure}\n{row.size:,} ({'higher' if row.higher_is_better else 'lower'} is better"
-        + (f", target {_target(row)}" if row.target is not None else "") + ")"
+        + (f", target {_short_target(row)}" if row.has_target else "") + ")"
         for row in labeled
     ], fontsize=7)
     axes.invert_yaxis()

@@ -12,7 +12,9 @@ Stored state per contender, pre-made with ``tg.preauthorize(account)`` (no hands
 sign-in in the child): an ``SQLiteSession`` file, a ``StringSession`` string (handed to the
 child in an environment variable), and for StorageSession the codec's bytes plus entity
 rows in the contender's storage, opened in the child by ``storage_from_url``. Sizes are the
-number of cached entities stored with the session.
+number of cached entities stored with the session: the run's shared stored caches, with the
+session document replaced by one holding the pre-authorized key. A third row divides each
+contender's restart with the biggest cache by its restart with none.
 """
 
 from __future__ import annotations
@@ -27,22 +29,12 @@ from collections.abc import Sequence
 from tgsession.codec import DcAddress
 from tgsession.testing import FakeTelegram
 
-from .contenders import (
-    OURS,
-    available,
-    close_storage,
-    entity_rows,
-    make_storage,
-    session_data,
-    storage_url,
-    store_state,
-    unique_name,
-    write_sqlite,
-)
+from .contenders import session_data, storage_url, stored_caches
 from .harness import Row, Settings, median
 
 MEASURE = "restart to first authorized request"
 WHOLE = "restart, whole process (parent's clock)"
+GROWTH = "restart with the cache / restart with none"
 
 CHILD = r"""
 import asyncio, json, os, sys, time
@@ -96,58 +88,66 @@ async def _child(job: dict[str, object]) -> tuple[float, float]:
     out, err = await process.communicate()
     wall = time.perf_counter() - start
     if process.returncode != 0:
-        raise RuntimeError(f"restart child for {job['kind']} failed:\n{err.decode()[-2000:]}")
+        raise RuntimeError(f"restart child for {job['contender']} ({job['size']:,} cached) "
+                           f"failed:\n{err.decode()[-3000:]}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     return float(result["elapsed"]), wall
 
 
 async def run(settings: Settings) -> list[Row]:
-    sizes: Sequence[int] = settings.sizes(full=(0, 10_000), quick=(0,))
+    sizes: Sequence[int] = settings.sizes(full=(0, 1_000_000), quick=(0, 1_000))
     repeats = settings.pick(full=9, quick=1)
-    ours = available(settings, [name for name in OURS if name != "ts-memory"])
     rows = []
     async with FakeTelegram() as tg:
         account = tg.add_user(first_name="Bench")
+        jobs: dict[int, dict[str, dict[str, object]]] = {}
         for size in sizes:
-            cached = entity_rows(size)
-            jobs: dict[str, dict[str, object]] = {}
-            cleanup = []
+            stored = await stored_caches(settings, size)
             key = tg.preauthorize(account)
-            dc = DcAddress(key.dc_id, key.host, key.port)
-            base = {"api_id": tg.api_id, "api_hash": tg.api_hash}
-            sqlite = write_sqlite(settings.workdir / unique_name("restart"), dc, key.auth_key,
-                                  cached)
-            jobs["sqlite"] = {"kind": "sqlite", "where": sqlite, **base}
-            jobs["string"] = {"kind": "string", "where": key.string_session(), **base}
-            for contender in ours:
-                name = unique_name("restart")
-                storage = make_storage(settings, contender, name)
-                data = session_data(dc, key.auth_key)
-                data.user_id = account.id
-                await store_state(storage, data, cached)
-                cleanup.append(storage)
-                jobs[contender] = {"kind": "ours", "where": storage_url(settings, contender, name),
-                                   **base}
-            for storage in cleanup:
-                await close_storage(storage)
-            elapsed: dict[str, list[float]] = {}
-            walls: dict[str, list[float]] = {}
-            for _ in range(repeats):
-                for contender, job in jobs.items():  # interleaved: drift hits everyone alike
-                    inside, wall = await _child(job)
-                    elapsed.setdefault(contender, []).append(inside)
-                    walls.setdefault(contender, []).append(wall)
-            notes = [
-                "child's clock: after imports (same imports for all), until get_me() returns; "
-                f"{size:,} entities cached; memory/ts-memory cannot survive a restart",
-                "StringSession keeps no entities (its size is always 0)",
-            ]
-            rows.append(Row(MEASURE, size, "ms",
-                            {k: median(v) * 1e3 for k, v in elapsed.items()},
-                            target=1.0, repeats=repeats, notes=list(notes)))
-            rows.append(Row(WHOLE, size, "ms",
-                            {k: median(v) * 1e3 for k, v in walls.items()},
-                            repeats=repeats, notes=["interpreter start, imports, work, "
-                                                    "disconnect (and its final save)"]))
+            data = session_data(DcAddress(key.dc_id, key.host, key.port), key.auth_key)
+            data.user_id = account.id
+            base = {"api_id": tg.api_id, "api_hash": tg.api_hash, "size": size}
+            await stored.replace_session(settings, "sqlite", data)
+            jobs[size] = {
+                "sqlite": {"kind": "sqlite", "where": stored.sqlite, **base},
+                "string": {"kind": "string", "where": key.string_session(), **base},
+            }
+            for contender in stored.ours:
+                if contender == "ts-memory":
+                    continue  # cannot survive a restart
+                await stored.replace_session(settings, contender, data)
+                jobs[size][contender] = {
+                    "kind": "ours", **base,
+                    "where": storage_url(settings, contender, stored.names[contender]),
+                }
+        elapsed: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+        walls: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+        for _ in range(repeats):  # interleaved: drift hits every contender and size alike
+            for size in sizes:
+                for contender, job in jobs[size].items():
+                    inside, wall = await _child({**job, "contender": contender})
+                    elapsed[size].setdefault(contender, []).append(inside)
+                    walls[size].setdefault(contender, []).append(wall)
+    by_size = {size: {k: median(v) * 1e3 for k, v in elapsed[size].items()} for size in sizes}
+    for size in sizes:
+        notes = [
+            "child's clock: after imports (same imports for all), until get_me() returns; "
+            f"{size:,} entities cached; memory/ts-memory cannot survive a restart",
+            "StringSession keeps no entities (its size is always 0)",
+        ]
+        rows.append(Row(MEASURE, size, "ms", by_size[size],
+                        target=1.0, repeats=repeats, notes=list(notes)))
+        rows.append(Row(WHOLE, size, "ms",
+                        {k: median(v) * 1e3 for k, v in walls[size].items()},
+                        repeats=repeats, notes=["interpreter start, imports, work, "
+                                                "disconnect (and its final save)"]))
+    biggest, smallest = max(sizes), min(sizes)
+    rows.append(Row(
+        GROWTH, biggest, "x",
+        {name: value / by_size[smallest][name] for name, value in by_size[biggest].items()
+         if name != "string" and by_size[smallest].get(name)},
+        target=1.1, absolute=True, repeats=repeats,
+        notes=[f"median restart with {biggest:,} cached entities divided by the median "
+               f"with {smallest:,}; runs of both sizes interleaved; target: within 1.1x"],
+    ))
     return rows
-

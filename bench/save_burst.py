@@ -9,27 +9,21 @@ proxy and the burst is over once the background writer is idle; every call that 
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from telethon.sessions import SQLiteSession
-from telethon.tl import types
+
+from tgsession.storage.base import EntityRecord
 
 from .contenders import (
-    FAKE_DC,
     OURS,
     available,
+    change,
     close_storage,
-    entity_rows,
-    fake_key,
-    make_storage,
     open_session,
-    session_data,
     settle,
-    store_state,
-    unique_name,
-    write_sqlite,
+    stored_caches,
 )
 from .harness import Row, Settings, median
 
@@ -61,17 +55,28 @@ class CountingStorage:
         self.writes["store_session"] += 1
         await self.inner.store_session(data)
 
-    async def load_entities(self) -> dict[int, bytes]:
-        rows: dict[int, bytes] = await self.inner.load_entities()
-        return rows
+    async def get_entity(self, entity_id: int) -> bytes | None:
+        row: bytes | None = await self.inner.get_entity(entity_id)
+        return row
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None:
+        found: tuple[int, bytes] | None = await self.inner.find_entity(key)
+        return found
+
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
         self.writes["store_entities"] += 1
-        await self.inner.store_entities(rows)
+        await self.inner.store_entities(records)
 
     async def clear_entities(self) -> None:
         self.writes["clear_entities"] += 1
         await self.inner.clear_entities()
+
+    async def count_entities(self) -> int:
+        count: int = await self.inner.count_entities()
+        return count
+
+    def iter_entities(self, batch: int = 1000) -> Any:
+        return self.inner.iter_entities(batch)
 
 
 class CountingSQLiteSession(SQLiteSession):  # type: ignore[misc]
@@ -84,41 +89,35 @@ class CountingSQLiteSession(SQLiteSession):  # type: ignore[misc]
         super().save()
 
 
-def burst(session: Any) -> None:
-    for index in range(SAVES):
-        user = types.User(id=60_000_000 + index, access_hash=index * 7 + 1, first_name="U")
-        session.process_entities(types.Updates(updates=[], users=[user], chats=[], date=None,
-                                               seq=0))
-        session.set_update_state(0, types.updates.State(
-            pts=index, qts=0, seq=index, unread_count=0,
-            date=datetime.datetime.now(tz=datetime.timezone.utc)))
+def burst(session: Any, first_round: int) -> None:
+    for index in range(first_round, first_round + SAVES):
+        change(session, index, new=1)
         session.save()
 
 
 async def run(settings: Settings) -> list[Row]:
     repeats = settings.pick(full=3, quick=1)
     ours = available(settings, OURS)
-    cached = entity_rows(CACHED)
+    stored = await stored_caches(settings, CACHED)
     counts: dict[str, list[float]] = {}
     split: dict[str, dict[str, int]] = {}
-    for _ in range(repeats):
-        filename = write_sqlite(settings.workdir / unique_name("burst"), FAKE_DC, fake_key(),
-                                cached)
-        sqlite = CountingSQLiteSession(filename)
-        burst(sqlite)
+    for repeat in range(repeats):
+        first_round = 2_000_000 + repeat * SAVES
+        sqlite = CountingSQLiteSession(stored.sqlite)
+        burst(sqlite, first_round)
         counts.setdefault("sqlite", []).append(sqlite.commits)
         sqlite.close()
         for contender in ours:
-            inner = make_storage(settings, contender, unique_name("burst"))
-            await store_state(inner, session_data(FAKE_DC, fake_key()), cached)
+            inner = stored.storage(settings, contender)
             storage = CountingStorage(inner)
             session = await open_session(storage, lock=False)
-            burst(session)
+            burst(session, first_round)
             await settle(session)
             counts.setdefault(contender, []).append(storage.total)
             split[contender] = dict(storage.writes)
             await session.release()
-            await close_storage(inner)
+            if contender != "ts-memory":
+                await close_storage(inner)
     details = "; ".join(
         f"{name}: " + ", ".join(f"{k} {v}" for k, v in writes.items() if v)
         for name, writes in split.items()

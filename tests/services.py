@@ -83,7 +83,8 @@ def postgres_url() -> str:
 
 
 def _redis_keys(name: str) -> list[str]:
-    return [f"tgsession:{{{name}}}:{part}" for part in ("session", "entities", "lease", "owner")]
+    parts = ("session", "entities", "lease", "owner", "entity_keys")
+    return [f"tgsession:{{{name}}}:{part}" for part in parts]
 
 
 async def forget_redis_session(url: str, name: str) -> None:
@@ -117,6 +118,8 @@ async def forget_postgres_session(url: str, name: str) -> None:
         if await conn.fetchval("SELECT to_regclass('tgsession_sessions') IS NOT NULL"):
             await conn.execute("DELETE FROM tgsession_sessions WHERE name = $1", name)
             await conn.execute("DELETE FROM tgsession_entities WHERE session = $1", name)
+            if await conn.fetchval("SELECT to_regclass('tgsession_entity_keys') IS NOT NULL"):
+                await conn.execute("DELETE FROM tgsession_entity_keys WHERE session = $1", name)
     finally:
         await conn.close()
 

@@ -21,8 +21,16 @@ from telethon.sessions import SQLiteSession, StringSession
 
 from tgsession import FileStorage
 from tgsession.cli import main
-from tgsession.codec import DcAddress, SessionData, decode_session, encode_session
+from tgsession.codec import (
+    DcAddress,
+    SessionData,
+    decode_session,
+    encode_entity_row,
+    encode_session,
+    entity_lookup_keys,
+)
 from tgsession.keys import parse_key
+from tgsession.storage._entitylog import HEADER
 from tgsession.testing import Account, FakeTelegram
 
 KEY = bytes(range(256))
@@ -111,10 +119,13 @@ def stored(**changes: object) -> SessionData:
 async def store(path: Path, data: SessionData) -> None:
     storage = FileStorage(path)
     rows = data.entities or []
-    await storage.store_entities({row[0]: json.dumps(row).encode() for row in rows})
+    await storage.store_entities(
+        [(row[0], encode_entity_row(row), entity_lookup_keys(row)) for row in rows]
+    )
     data = SessionData(**{**{f: getattr(data, f) for f in SessionData.__slots__},
                           "entities": None})
     await storage.store_session(encode_session(data))
+    await storage.aclose()  # as a process that stored it and exited
 
 
 async def store_signed_in_user(
@@ -218,6 +229,53 @@ async def test_status_json_is_for_scripts(
     assert info["stored"] is True and info["dc_id"] == 4 and info["port"] == 443
     assert (info["user_id"], info["bot"], info["entities"]) == (777, True, 1)
     assert info["permissions"] == "0600" and info["lock_holder"] is None
+
+
+async def test_status_counts_the_cache_without_reading_a_row(
+    tmp_path: Path, session_file: Path, env: dict[str, str]
+) -> None:
+    await store(session_file, stored(entities=[]))
+    # Rows no decoder would accept: counting them must not read them.
+    storage = FileStorage(session_file)
+    await storage.store_entities([(i, b"\xff not a row", ()) for i in range(7000)])
+    await storage.aclose()
+
+    result = await tgsession("status", "--json", cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result
+    info = json.loads(result.stdout)
+    assert info["entities"] == 7000 and info["entities_error"] is None
+
+
+@pytest.mark.parametrize("damage", ["mode 0644", "not a database", "old log at 0644"])
+async def test_status_says_when_the_entity_cache_cannot_be_read(
+    tmp_path: Path, session_file: Path, env: dict[str, str], damage: str
+) -> None:
+    await store(session_file, stored())
+    database = FileStorage(session_file).entities_path
+    if damage == "mode 0644":
+        database.chmod(0o644)
+    elif damage == "not a database":
+        for suffix in ("-wal", "-shm"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+        database.write_bytes(b"garbage" * 1000)
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+        legacy = FileStorage(session_file).legacy_entities_path
+        legacy.write_bytes(HEADER)
+        legacy.chmod(0o644)
+
+    table_result = await tgsession("status", cwd=tmp_path, env=env)
+    json_result = await tgsession("status", "--json", cwd=tmp_path, env=env)
+
+    assert table_result.returncode == 0, table_result
+    table = dict(line.split(None, 1) for line in table_result.stdout.splitlines())
+    assert table["entities"].startswith("UNREADABLE: "), table["entities"]
+    expected = "not a database" if damage == "not a database" else "chmod 600"
+    assert expected in table["entities"]
+    info = json.loads(json_result.stdout)
+    assert info["entities"] is None and expected in info["entities_error"]
 
 
 async def test_status_reads_without_taking_the_lock(
@@ -383,8 +441,66 @@ async def test_copy_moves_the_session_and_refuses_to_overwrite_without_force(
     assert forced.returncode == 0
     copy = FileStorage(target)
     assert decode_session(await copy.load_session()).user_id == 777
-    assert list(await copy.load_entities()) == [555]
+    assert await copy.count_entities() == 1
+    ann = (555, 99, "ann", None, "Ann")
+    assert await copy.find_entity("username:ann") == (555, encode_entity_row(ann))
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def many_rows(count: int) -> list[tuple[int, int, str | None, str | None, str | None]]:
+    return [(1000 + i, i * 7, f"user{i}", f"1555{i:07d}" if i % 2 else None, f"User {i}")
+            for i in range(count)]
+
+
+async def test_copy_streams_a_cache_bigger_than_a_batch(
+    tmp_path: Path, session_file: Path
+) -> None:
+    rows = many_rows(6_001)
+    await store(session_file, stored(entities=rows))
+    target = tmp_path / "copy" / "session.json"
+
+    result = await tgsession("copy", f"file://{session_file}", f"file://{target}", cwd=tmp_path)
+
+    assert result.returncode == 0, result
+    assert "6001 cached entities" in result.stdout
+    copy = FileStorage(target)
+    assert await copy.count_entities() == len(rows)
+    assert await copy.find_entity("username:user6000") == (7000, encode_entity_row(rows[-1]))
+    assert await copy.find_entity("phone:15550000001") == (1001, encode_entity_row(rows[1]))
+
+
+async def test_telethon_session_export_and_import_stream_the_whole_cache(
+    tmp_path: Path, session_file: Path, env: dict[str, str]
+) -> None:
+    from telethon.sessions import SQLiteSession
+
+    rows = many_rows(6_001)
+    await store(session_file, stored(entities=rows))
+    exported = tmp_path / "out.session"
+
+    export = await tgsession("export", "--format", "telethon-sqlite", str(exported),
+                             cwd=tmp_path, env=env)
+
+    assert export.returncode == 0, export
+    telethon = SQLiteSession(str(exported))
+    try:
+        assert telethon.get_entity_rows_by_username("user6000") == (7000, 6000 * 7)
+        assert telethon.get_entity_rows_by_id(1000) == (1000, 0)
+        count = telethon._cursor().execute("select count(*) from entities").fetchone()[0]
+        assert count == len(rows)
+    finally:
+        telethon.close()
+
+    target = tmp_path / "imported" / "session.json"
+    imported = await tgsession("import", str(exported), cwd=tmp_path,
+                               env={**env, "SESSION_FILE": str(target)})
+
+    assert imported.returncode == 0, imported
+    assert "6001 cached entities" in imported.stdout
+    storage = FileStorage(target)
+    assert decode_session(await storage.load_session()).entities is None  # rows kept apart
+    assert await storage.count_entities() == len(rows)
+    assert await storage.find_entity("username:user7") == (1007, encode_entity_row(rows[7]))
 
 
 async def test_logout_local_only_removes_the_stored_session(
@@ -396,7 +512,7 @@ async def test_logout_local_only_removes_the_stored_session(
 
     assert result.returncode == 0, result
     assert not session_file.exists()
-    assert not session_file.with_name("session.json.entities").exists()
+    assert await FileStorage(session_file).count_entities() == 0
 
 
 async def test_logout_ends_the_session_on_telegram(

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import importlib
 import importlib.util
-import logging
 import subprocess
 import sys
 import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import services
 from tests.contract import Reopen, StorageContract
 from tgsession import (
     EncryptedStorage,
@@ -22,6 +26,7 @@ from tgsession import (
     SessionNotFoundError,
     SessionVersionError,
 )
+from tgsession.codec import encode_entity_row
 from tgsession.keys import SessionKey, generate_key, parse_key
 from tgsession.storage import EntityStorage, Lease, Lockable, Storage
 from tgsession.storage import encrypted as encrypted_module
@@ -30,6 +35,9 @@ KEY = generate_key()
 OTHER_KEY = generate_key()
 PASSPHRASE = "correct horse battery staple"
 SESSION = b'{"format":"tgsession","version":1,"auth_key":"c2VjcmV0IGF1dGgga2V5"}'
+
+redis_url = services.redis_url  # a fixture
+postgres_url = services.postgres_url  # a fixture
 
 HAVE_FILE_STORAGE = importlib.util.find_spec("tgsession.storage.file") is not None
 
@@ -59,6 +67,62 @@ class TestEncryptedOverFile(StorageContract):
 
         path = tmp_path / "session.json"
         return lambda: EncryptedStorage(FileStorage(path), KEY)
+
+
+class TestEncryptedOverFileWithPassphrase(StorageContract):
+    @pytest.fixture
+    def reopen(self, tmp_path: Path) -> Reopen:
+        from tgsession import FileStorage
+
+        path = tmp_path / "session.json"
+        return lambda: EncryptedStorage(FileStorage(path), PASSPHRASE)
+
+
+async def encrypted_over_server(
+    open_inner: Callable[[str], Storage], key: str, forget: Callable[[str], Awaitable[None]]
+) -> AsyncIterator[Reopen]:
+    """Reopen storages on one fresh session of a server; close and forget them after."""
+    name = f"test-{uuid.uuid4().hex}"
+    opened: list[EncryptedStorage] = []
+
+    def reopen() -> EncryptedStorage:
+        opened.append(EncryptedStorage(open_inner(name), key))
+        return opened[-1]
+
+    yield reopen
+    for storage in opened:
+        await storage.aclose()
+    await forget(name)
+
+
+class TestEncryptedOverRedis(StorageContract):
+    pytestmark = pytest.mark.services
+
+    @pytest.fixture
+    async def reopen(self, redis_url: str) -> AsyncIterator[Reopen]:
+        from tgsession.storage.redis import RedisStorage
+
+        async for reopen in encrypted_over_server(
+            lambda name: RedisStorage.from_url(services.with_name(redis_url, name)),
+            KEY,
+            lambda name: services.forget_redis_session(redis_url, name),
+        ):
+            yield reopen
+
+
+class TestEncryptedOverPostgres(StorageContract):
+    pytestmark = pytest.mark.services
+
+    @pytest.fixture
+    async def reopen(self, postgres_url: str) -> AsyncIterator[Reopen]:
+        from tgsession.storage.postgres import PostgresStorage
+
+        async for reopen in encrypted_over_server(
+            lambda name: PostgresStorage.from_url(services.with_name(postgres_url, name)),
+            PASSPHRASE,
+            lambda name: services.forget_postgres_session(postgres_url, name),
+        ):
+            yield reopen
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -281,15 +345,19 @@ async def test_storing_empty_stores_nothing() -> None:
 # -- migration and rotation -------------------------------------------------------------
 
 
-async def test_encrypt_existing_seals_a_plaintext_session_once() -> None:
+async def test_encrypt_existing_seals_a_plaintext_session_and_its_rows_once() -> None:
     inner = MemoryStorage(SESSION)
-    await inner.store_entities({5: b"row five"})
+    row = encode_entity_row((5, 55, "alice", "15550001", "Alice"))
+    await inner.store_entities([(5, row, ("username:alice", "phone:15550001", "name:Alice"))])
     storage = EncryptedStorage(inner, KEY)
     assert await storage.encrypt_existing() is True
     assert (await stored(inner)).startswith(b"TGSE")
-    assert (await inner.load_entities())[5].startswith(b"TGSE")
+    sealed_row = await inner.get_entity(5)
+    assert sealed_row is not None and sealed_row.startswith(b"TGSE")
+    assert await inner.find_entity("username:alice") is None  # no plaintext key is left
     assert await storage.load_session() == SESSION
-    assert await storage.load_entities() == {5: b"row five"}  # type: ignore[attr-defined]
+    assert await storage.get_entity(5) == row  # type: ignore[attr-defined]
+    assert await storage.find_entity("phone:15550001") == (5, row)  # type: ignore[attr-defined]
     assert await storage.encrypt_existing() is False
 
 
@@ -320,16 +388,19 @@ async def test_rotation_from_a_passphrase_to_a_key() -> None:
     assert (await stored(inner))[5] == 0
 
 
-async def test_rows_read_with_an_old_key_are_rewritten_on_the_next_store() -> None:
+async def test_rows_under_an_old_key_are_read_and_stored_again_under_the_new() -> None:
     inner = MemoryStorage()
     old = EncryptedStorage(inner, OTHER_KEY)
     await old.store_session(SESSION)
-    await old.store_entities({1: b"one", 2: b"two"})  # type: ignore[attr-defined]
+    await old.store_entities([(1, b"one", ("username:one",)), (2, b"two", ())])  # type: ignore[attr-defined]
     rotating = EncryptedStorage(inner, KEY, old_keys=[OTHER_KEY])
-    assert await rotating.load_entities() == {1: b"one", 2: b"two"}  # type: ignore[attr-defined]
-    await rotating.store_entities({2: b"two, updated"})  # type: ignore[attr-defined]
+    assert await rotating.get_entity(1) == b"one"  # type: ignore[attr-defined]
+    assert await rotating.find_entity("username:one") == (1, b"one")  # type: ignore[attr-defined]
+    await rotating.store_entities([(2, b"two, updated", ("username:two",))])  # type: ignore[attr-defined]
     new_only = EncryptedStorage(inner, KEY)
-    assert await new_only.load_entities() == {1: b"one", 2: b"two, updated"}  # type: ignore[attr-defined]
+    assert await new_only.get_entity(2) == b"two, updated"  # type: ignore[attr-defined]
+    assert await new_only.find_entity("username:two") == (2, b"two, updated")  # type: ignore[attr-defined]
+    assert await new_only.get_entity(1) is None  # type: ignore[attr-defined]  # a cache miss
 
 
 # -- entity rows ------------------------------------------------------------------------
@@ -338,95 +409,175 @@ async def test_rows_read_with_an_old_key_are_rewritten_on_the_next_store() -> No
 async def test_each_row_is_sealed_alone() -> None:
     inner = MemoryStorage()
     storage = EncryptedStorage(inner, KEY)
-    await storage.store_entities({1: b"one", 2: b"two"})  # type: ignore[attr-defined]
-    rows = await inner.load_entities()
-    assert all(row.startswith(b"TGSE") and b"one" not in row for row in rows.values())
+    await storage.store_entities([(1, b"one", ()), (2, b"two", ())])  # type: ignore[attr-defined]
+    rows = {peer: await inner.get_entity(peer) for peer in (1, 2)}
+    assert all(row is not None and row.startswith(b"TGSE") for row in rows.values())
+    assert all(b"one" not in row and b"two" not in row for row in rows.values() if row)
     only_two = MemoryStorage()
-    await only_two.store_entities({2: rows[2]})
-    assert await EncryptedStorage(only_two, KEY).load_entities() == {2: b"two"}  # type: ignore[attr-defined]
+    await only_two.store_entities([(2, rows[2] or b"", ())])
+    assert await EncryptedStorage(only_two, KEY).get_entity(2) == b"two"  # type: ignore[attr-defined]
 
 
-async def test_a_row_moved_to_another_id_does_not_open(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_row_moved_to_another_id_is_a_miss() -> None:
     inner = MemoryStorage()
     storage = EncryptedStorage(inner, KEY)
-    await storage.store_entities({1: b"one", 2: b"two"})  # type: ignore[attr-defined]
-    rows = await inner.load_entities()
-    await inner.store_entities({2: rows[1]})
-    with caplog.at_level(logging.WARNING):
-        assert await storage.load_entities() == {1: b"one"}  # type: ignore[attr-defined]
-    assert "dropped 1 of 2 entity rows" in caplog.text
+    await storage.store_entities([(1, b"one", ("username:one",))])  # type: ignore[attr-defined]
+    await inner.store_entities([(2, await inner.get_entity(1) or b"", ("username:two",))])
+    assert await storage.get_entity(2) is None  # type: ignore[attr-defined]
+    assert await storage.get_entity(1) == b"one"  # type: ignore[attr-defined]
 
 
 async def test_a_session_blob_cannot_pass_as_a_row() -> None:
     inner = await sealed(KEY)
-    await inner.store_entities({1: await stored(inner)})
-    with pytest.raises(SessionDecryptError):
-        await EncryptedStorage(inner, KEY).load_entities()  # type: ignore[attr-defined]
+    await inner.store_entities([(1, await stored(inner), ())])
+    assert await EncryptedStorage(inner, KEY).get_entity(1) is None  # type: ignore[attr-defined]
 
 
-async def test_rows_under_a_wrong_key_are_refused() -> None:
+async def test_rows_under_a_wrong_key_or_unsealed_are_misses() -> None:
     inner = MemoryStorage()
-    await EncryptedStorage(inner, OTHER_KEY).store_entities({1: b"one"})  # type: ignore[attr-defined]
-    with pytest.raises(SessionDecryptError, match="SESSION_KEY"):
-        await EncryptedStorage(inner, KEY).load_entities()  # type: ignore[attr-defined]
+    await EncryptedStorage(inner, OTHER_KEY).store_entities([(1, b"one", ())])  # type: ignore[attr-defined]
+    await inner.store_entities([(2, b"planted in clear", ())])
+    storage = EncryptedStorage(inner, KEY)
+    assert await storage.get_entity(1) is None  # type: ignore[attr-defined]
+    assert await storage.get_entity(2) is None  # type: ignore[attr-defined]
+    assert [batch async for batch in storage.iter_entities()] == []  # type: ignore[attr-defined]
 
 
-async def test_many_passphrase_rows_derive_the_key_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    derive = encrypted_module._derive
-
-    def counting(passphrase: bytes, params: object) -> bytes:
-        calls.append(threading.current_thread().name)
-        return derive(passphrase, params)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(encrypted_module, "_derive", counting)
+async def test_lookup_keys_are_blinded_per_key() -> None:
     inner = MemoryStorage()
-    writer = EncryptedStorage(inner, PASSPHRASE)
-    await writer.store_session(SESSION)
-    await writer.store_entities({i: b"row %d" % i for i in range(500)})  # type: ignore[attr-defined]
-    assert len(calls) == 1
-    reader = EncryptedStorage(inner, PASSPHRASE)
-    assert len(await reader.load_entities()) == 500  # type: ignore[attr-defined]
-    assert await reader.load_session() == SESSION
-    await reader.store_session(SESSION)  # writes with the salt it read: no new derivation
-    assert len(calls) == 2
-    assert threading.main_thread().name not in calls
+    keys = ("username:alice", "phone:15550001", "name:Alice Liddell")
+    await EncryptedStorage(inner, KEY).store_entities([(7, b"alice", keys)])  # type: ignore[attr-defined]
+    stored_keys = list(inner._keys)
+    assert len(stored_keys) == 3
+    assert all(k.startswith("h:") and "alice" not in k.lower() for k in stored_keys)
+    assert not any("1555" in k for k in stored_keys)
+    assert await EncryptedStorage(inner, KEY).find_entity("phone:15550001") == (7, b"alice")  # type: ignore[attr-defined]
+    other = EncryptedStorage(inner, OTHER_KEY)
+    assert await other.find_entity("phone:15550001") is None  # type: ignore[attr-defined]
 
 
-def fast_derive(passphrase: bytes, params: Any) -> bytes:
-    return hashlib.sha256(passphrase + params.salt).digest()
+@pytest.mark.skipif(not HAVE_FILE_STORAGE, reason="tgsession.storage.file is not written yet")
+async def test_no_username_or_phone_is_at_rest_in_the_file(tmp_path: Path) -> None:
+    from tgsession import FileStorage
 
-
-async def test_rows_under_other_salts_converge_on_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encrypted_module, "_derive", fast_derive)
-    inner = MemoryStorage()
-    for peer in range(3):  # three processes, each salting afresh
-        await EncryptedStorage(inner, PASSPHRASE).store_entities({peer: b"row"})  # type: ignore[attr-defined]
+    inner = FileStorage(tmp_path / "session.json")
     storage = EncryptedStorage(inner, PASSPHRASE)
-    assert len(await storage.load_entities()) == 3  # type: ignore[attr-defined]
     await storage.store_session(SESSION)
-    salts = {row[6:22] for row in (await inner.load_entities()).values()}
-    assert salts == {(await stored(inner))[6:22]}
+    row = encode_entity_row((7, 77, "alice_secret", "15550001234", "Alice Liddell"))
+    await storage.store_entities([(7, row, ("username:alice_secret", "phone:15550001234"))])
+    assert await EncryptedStorage(inner, PASSPHRASE).find_entity("username:alice_secret") == (  # type: ignore[attr-defined]
+        7,
+        row,
+    )
+    await inner.aclose()
+    at_rest = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"alice_secret" not in at_rest
+    assert b"15550001234" not in at_rest
+    assert b"Liddell" not in at_rest
 
 
-async def test_a_log_of_many_salts_costs_a_bounded_number_of_derivations(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.skipif(not HAVE_FILE_STORAGE, reason="tgsession.storage.file is not written yet")
+async def test_sealed_rows_of_an_old_entity_log_are_kept_by_id(tmp_path: Path) -> None:
+    from tgsession import FileStorage
+    from tgsession.storage._entitylog import HEADER, encode_records
+
+    sealer = MemoryStorage()
+    await EncryptedStorage(sealer, KEY).store_entities([(1, b"one", ()), (2, b"two", ())])  # type: ignore[attr-defined]
+    inner = FileStorage(tmp_path / "session.json")
+    sealed_rows = [(peer, await sealer.get_entity(peer) or b"") for peer in (1, 2)]
+    inner.legacy_entities_path.write_bytes(HEADER + encode_records(sealed_rows))
+    inner.legacy_entities_path.chmod(0o600)
+    storage = EncryptedStorage(inner, KEY)
+    assert await storage.get_entity(1) == b"one"  # type: ignore[attr-defined]
+    assert await storage.get_entity(2) == b"two"  # type: ignore[attr-defined]
+    assert not inner.legacy_entities_path.exists()
+
+
+@pytest.fixture
+def derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The salts scrypt derives from, counted with an empty per-process cache."""
     calls: list[bytes] = []
 
     def counting(passphrase: bytes, params: Any) -> bytes:
         calls.append(params.salt)
-        return fast_derive(passphrase, params)
+        assert threading.current_thread() is not threading.main_thread()
+        return hashlib.sha256(passphrase + params.salt).digest()  # as fast as a test wants
 
     monkeypatch.setattr(encrypted_module, "_derive", counting)
+    monkeypatch.setattr(encrypted_module, "_derived_keys", OrderedDict())
+    monkeypatch.setattr(encrypted_module, "_pending_keys", {})
+    return calls
+
+
+async def test_many_passphrase_rows_derive_the_key_once(derivations: list[bytes]) -> None:
     inner = MemoryStorage()
-    for peer in range(50):
-        await EncryptedStorage(inner, PASSPHRASE).store_entities({peer: b"row"})  # type: ignore[attr-defined]
-    calls.clear()
-    with caplog.at_level(logging.WARNING):
-        rows = await EncryptedStorage(inner, PASSPHRASE).load_entities()  # type: ignore[attr-defined]
-    assert len(rows) == len(calls) == encrypted_module._MAX_ROW_SALTS
-    assert "dropped 42 of 50" in caplog.text
+    writer = EncryptedStorage(inner, PASSPHRASE)
+    await writer.store_session(SESSION)
+    records = [(i, b"row %d" % i, (f"username:u{i}",)) for i in range(500)]
+    await writer.store_entities(records)  # type: ignore[attr-defined]
+    assert len(derivations) == 2  # the write salt, and the lookup-key subkey
+    reader = EncryptedStorage(inner, PASSPHRASE)
+    assert await reader.load_session() == SESSION
+    assert await reader.find_entity("username:u499") == (499, b"row 499")  # type: ignore[attr-defined]
+    seen = [row async for batch in reader.iter_entities(100) for row in batch]  # type: ignore[attr-defined]
+    assert len(seen) == 500
+    await reader.store_session(SESSION)  # writes with the salt it read
+    assert len(derivations) == 2  # one process derives each (passphrase, salt) once
+
+
+async def test_concurrent_lookups_wait_for_one_derivation(derivations: list[bytes]) -> None:
+    inner = MemoryStorage()
+    await EncryptedStorage(inner, PASSPHRASE).store_entities(  # type: ignore[attr-defined]
+        [(i, b"row %d" % i, (f"username:u{i}",)) for i in range(20)]
+    )
+    derivations.clear()
+    encrypted_module._derived_keys.clear()
+    reader = EncryptedStorage(inner, PASSPHRASE)
+    rows = await asyncio.gather(*(reader.get_entity(i) for i in range(20)))  # type: ignore[attr-defined]
+    assert rows == [b"row %d" % i for i in range(20)]
+    assert len(derivations) == 1
+
+
+def sealed_with(params: tuple[bytes, int, int, int], body: bytes = b"\0" * 40) -> bytes:
+    """A row header with chosen scrypt parameters, as a hostile file would hold it."""
+    salt, log2_n, r, p = params
+    return (
+        encrypted_module._PREFIX.pack(b"TGSE", 1, 1)
+        + encrypted_module._SCRYPT.pack(salt, log2_n, r, p)
+        + body
+    )
+
+
+async def test_a_hostile_row_costs_no_key_derivation(derivations: list[bytes]) -> None:
+    inner = MemoryStorage()
+    await EncryptedStorage(inner, PASSPHRASE).store_session(SESSION)
+    hostile = [
+        (1, sealed_with((b"\x01" * 16, 18, 8, 1)), ("username:one",)),  # 256 MiB, in bounds
+        (2, sealed_with((b"\x02" * 16, 17, 16, 1)), ()),
+        (3, sealed_with((b"\x03" * 16, 15, 8, 1)), ()),  # default cost, another salt
+        (4, sealed_with((b"\x04" * 16, 14, 16, 4)), ()),
+    ]
+    await inner.store_entities(hostile)
+    reader = EncryptedStorage(inner, PASSPHRASE, old_keys=["old one", "old two"])
+    assert await reader.load_session() == SESSION
+    derivations.clear()
+    for peer in (1, 2, 3, 4):
+        assert await reader.get_entity(peer) is None  # type: ignore[attr-defined]
+    assert [batch async for batch in reader.iter_entities()] == []  # type: ignore[attr-defined]
+    assert derivations == []
+
+
+async def test_rows_under_many_salts_cost_at_most_one_derivation(
+    derivations: list[bytes],
+) -> None:
+    inner = MemoryStorage()
+    for peer in range(20):  # twenty processes, each salting afresh, no session read
+        await EncryptedStorage(inner, PASSPHRASE).store_entities([(peer, b"row", ())])  # type: ignore[attr-defined]
+    derivations.clear()
+    reader = EncryptedStorage(inner, PASSPHRASE)
+    rows = [row async for batch in reader.iter_entities() for row in batch]  # type: ignore[attr-defined]
+    assert len(rows) == 1  # the salt of the first row read is adopted; the others miss
+    assert len(derivations) == 1
 
 
 # -- protocols answer truthfully --------------------------------------------------------

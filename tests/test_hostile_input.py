@@ -309,10 +309,13 @@ def test_encrypted_hostile_passphrase_headers_raise_only_tgsession_errors(blob: 
 def test_encrypted_arbitrary_rows_raise_only_tgsession_errors(rows: dict[int, bytes]) -> None:
     async def scenario() -> None:
         inner = MemoryStorage()
-        await inner.store_entities(rows)
+        await inner.store_entities([(peer, row, ("username:x",)) for peer, row in rows.items()])
         storage = EncryptedStorage(inner, KEY)
-        with contextlib.suppress(*ALLOWED):
-            await storage.load_entities()  # type: ignore[attr-defined]
+        # Nothing here was sealed with KEY: every row is a miss, never an error.
+        for peer in rows:
+            assert await storage.get_entity(peer) is None  # type: ignore[attr-defined]
+        assert await storage.find_entity("username:x") is None  # type: ignore[attr-defined]
+        assert [b async for b in storage.iter_entities()] == []  # type: ignore[attr-defined]
 
     run(scenario())
 

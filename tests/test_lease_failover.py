@@ -90,11 +90,16 @@ async def test_holder_that_lost_its_lease_cannot_overwrite_the_newer_session(
     with pytest.raises(LeaseLostError):
         await old.store_session(b"stale")
     with pytest.raises(LeaseLostError):
-        await old.store_entities({1: b"stale"})
+        await old.store_entities([(1, b"stale", ("username:stale",))])
+    await new.store_entities([(2, b"kept", ())])
+    with pytest.raises(LeaseLostError):
+        await old.clear_entities()
     with pytest.raises(LeaseLostError):
         await old_lease.check()
     assert await new.load_session() == b"new holder"
-    assert await new.load_entities() == {}
+    assert await new.get_entity(1) is None
+    assert await new.find_entity("username:stale") is None
+    assert await new.get_entity(2) == b"kept"
     await new_lease.check()
     await new_lease.release()
 
@@ -133,7 +138,8 @@ async def test_write_without_a_lease_is_refused_while_another_holds_it(
         await outsider.store_session(b"outsider")
     assert caught.value.holder is not None and caught.value.holder.startswith("pid ")
     with pytest.raises(SessionLockedError):
-        await outsider.store_entities({1: b"outsider"})
+        await outsider.store_entities([(1, b"outsider", ())])
+    assert await holder.get_entity(1) is None
     await lease.release()
     await outsider.store_session(b"outsider, after release")
     assert await holder.load_session() == b"outsider, after release"

@@ -41,7 +41,7 @@ async def use(storage: FileStorage | RedisStorage | PostgresStorage) -> None:
     """What a program leaves: a session, entity rows, a lease taken and released."""
     lease = await storage.acquire()
     await storage.store_session(b'{"not": "decoded by logout"}')
-    await storage.store_entities({1: b"row"})
+    await storage.store_entities([(1, b"row", ("username:row",))])
     await lease.release()
 
 
@@ -118,10 +118,12 @@ async def test_a_table_prefix_ending_in_an_underscore_is_not_doubled(postgres_ur
         await storage.store_session(b"data")
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE tablename LIKE $1 ORDER BY 1", prefix + "%")
-        assert [row["tablename"] for row in tables] == [f"{prefix}entities", f"{prefix}sessions"]
+        assert [row["tablename"] for row in tables] == [
+            f"{prefix}entities", f"{prefix}entity_keys", f"{prefix}sessions"
+        ]
     finally:
         await storage.aclose()
-        for table in ("entities", "sessions"):
+        for table in ("entities", "entity_keys", "sessions"):
             await conn.execute(f'DROP TABLE IF EXISTS "{prefix}{table}"')
         await conn.close()
 

@@ -66,7 +66,9 @@ async def test_next_store_works_after_its_connection_is_terminated(
             await asyncio.wait_for(noticed.wait(), 10)
         await storage.store_session(b"after")
         await storage.store_session(b"after, again")
+        await storage.store_entities([(1, b"one", ("username:one",))])
         assert await storage.load_session() == b"after, again"
+        assert await storage.find_entity("username:one") == (1, b"one")
         await lease.check()
         await lease.release()
     finally:
@@ -145,7 +147,9 @@ async def test_tables_are_created_once_by_concurrent_first_users(postgres_url: s
         for storage in storages:
             await storage.aclose()
         admin = await asyncpg.connect(postgres_url)
-        await admin.execute(f"DROP TABLE IF EXISTS {prefix}_sessions, {prefix}_entities")
+        await admin.execute(
+            f"DROP TABLE IF EXISTS {prefix}_sessions, {prefix}_entities, {prefix}_entity_keys"
+        )
         await admin.close()
 
 

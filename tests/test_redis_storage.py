@@ -55,11 +55,12 @@ async def test_sessions_with_different_names_do_not_share_anything(
     ):
         try:
             await first.store_session(b"first")
-            await first.store_entities({1: b"one"})
+            await first.store_entities([(1, b"one", ("username:one",))])
             lease = await first.acquire()
             await second.store_session(b"second")
             assert await first.load_session() == b"first"
-            assert await second.load_entities() == {}
+            assert await second.count_entities() == 0
+            assert await second.find_entity("username:one") is None
             await (await second.acquire()).release()
             await lease.release()
         finally:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 import pytest
 from telethon import TelegramClient
@@ -18,6 +19,7 @@ from telethon.tl import types
 
 from tgsession import MemoryStorage, SessionCorruptError, StorageSession
 from tgsession.codec import decode_session
+from tgsession.storage.base import EntityRecord
 
 UTC = datetime.timezone.utc
 
@@ -49,9 +51,11 @@ LOOKUPS: list[object] = [
 ]
 
 
-def lookup(session: MemorySession, key: object) -> object:
+async def lookup(session: MemorySession, key: object) -> object:
+    """What ``get_input_entity`` answers, awaited as Telethon awaits it; "ValueError" if none."""
     try:
-        return session.get_input_entity(key)
+        answer = session.get_input_entity(key)
+        return await answer if inspect.isawaitable(answer) else answer
     except ValueError:
         return "ValueError"
 
@@ -61,7 +65,7 @@ async def test_input_entities_match_memory_session() -> None:
     for session in (ours, theirs):
         session.process_entities(sample_entities())
     for key in LOOKUPS:
-        assert lookup(ours, key) == lookup(theirs, key), key
+        assert await lookup(ours, key) == await lookup(theirs, key), key
 
 
 async def test_self_row_gives_own_id() -> None:
@@ -72,14 +76,16 @@ async def test_self_row_gives_own_id() -> None:
 
 async def test_unknown_entity_raises_value_error() -> None:
     with pytest.raises(ValueError):
-        StorageSession(MemoryStorage()).get_input_entity("nobody_here")
+        await StorageSession(MemoryStorage()).get_input_entity("nobody_here")
+    with pytest.raises(ValueError):  # rows inline: memory is the whole cache, no awaitable
+        StorageSession(PlainStorage()).get_input_entity("nobody_here")
 
 
 async def test_renamed_username_no_longer_resolves_old_name() -> None:
     session = StorageSession(MemoryStorage())
     session.process_entities([types.User(id=5, access_hash=1, username="old")])
     session.process_entities([types.User(id=5, access_hash=1, username="new")])
-    assert lookup(session, "old") == "ValueError"
+    assert await lookup(session, "old") == "ValueError"
     assert session.get_input_entity("new") == types.InputPeerUser(5, 1)
 
 
@@ -112,9 +118,9 @@ class CountingStorage(MemoryStorage):
         await asyncio.sleep(self.delay)
         await super().store_session(data)
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
-        self.row_writes.append(len(rows))
-        await super().store_entities(rows)
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
+        self.row_writes.append(len(records))
+        await super().store_entities(records)
 
 
 @pytest.mark.parametrize("rows_beside", [True, False], ids=["entity-storage", "inline"])
@@ -124,7 +130,7 @@ async def test_state_survives_reopen(rows_beside: bool) -> None:
     fill(session)
     session.save()
     await session.flush()
-    again = await StorageSession.open(storage, wait_for_entities=True)
+    again = await StorageSession.open(storage)
     assert (again.dc_id, again.server_address, again.port) == (4, "127.0.0.1", 4444)
     assert again.auth_key.key == session.auth_key.key
     assert again.takeout_id == 77
@@ -133,7 +139,7 @@ async def test_state_survives_reopen(rows_beside: bool) -> None:
     assert states[0].date == datetime.datetime(2026, 1, 1, tzinfo=UTC)
     assert states[1000].pts == 55
     for key in LOOKUPS:
-        assert lookup(again, key) == lookup(session, key), key
+        assert await lookup(again, key) == await lookup(session, key), key
 
 
 class PlainStorage:
@@ -181,13 +187,24 @@ async def test_only_changed_rows_are_written() -> None:
     storage = CountingStorage()
     session = await StorageSession.open(storage)
     session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 1001)])
-    session.save()
     await session.flush()
     session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 1001)])
     session.process_entities([types.User(id=5000, access_hash=1)])
-    session.save()
     await session.flush()
     assert storage.row_writes == [1000, 1]
+
+
+async def test_changed_rows_are_stored_without_waiting_for_a_save() -> None:
+    # Telethon saves every 60 s; rows go out sooner, so the hot cache can evict them.
+    storage = CountingStorage()
+    session = await StorageSession.open(storage, entity_cache_size=10)
+    session.process_entities([types.User(id=i, access_hash=i) for i in range(1, 101)])
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if await storage.count_entities() == 100:
+            break
+    assert await storage.count_entities() == 100
+    assert storage.writes == 0  # the session document did not change
 
 
 async def test_writes_are_in_order_and_the_last_state_wins() -> None:
@@ -278,8 +295,10 @@ def test_telethon_gives_no_experimental_async_session_warning() -> None:
 
 async def test_clone_is_memory_only() -> None:
     session = StorageSession(MemoryStorage())
+    session.save_entities = False
     clone = session.clone()
     assert isinstance(clone, StorageSession) and clone.storage is None
+    assert clone.save_entities is False
     clone.save()  # nothing to write to, and no error
 
 
@@ -291,7 +310,7 @@ async def test_delete_removes_the_stored_session() -> None:
     await session.delete()
     reopened = await StorageSession.open(storage)
     assert reopened.auth_key is None
-    assert await storage.load_entities() == {}
+    assert await storage.count_entities() == 0
 
 
 async def test_corrupt_session_is_refused_and_left_untouched() -> None:
@@ -367,63 +386,3 @@ async def test_close_releases_the_lease_after_the_last_write() -> None:
     assert storage.lease.released and storage.writes == 1
 
 
-async def test_unreadable_entity_cache_is_a_cache_miss(tmp_path: os.PathLike[str]) -> None:
-    from pathlib import Path
-
-    from tgsession import FileStorage
-
-    path = Path(tmp_path) / "s.json"
-    session = await StorageSession.open(FileStorage(path))
-    fill(session)
-    await session.release()
-    entities = Path(str(path) + ".entities")
-    entities.write_bytes(b"this is not an entity log")
-    again = await StorageSession.open(FileStorage(path), wait_for_entities=True)
-    assert again.auth_key.key == session.auth_key.key
-    assert again.entity_count == 0
-    again.process_entities(sample_entities())
-    await again.release()
-    third = await StorageSession.open(FileStorage(path), wait_for_entities=True)
-    assert third.get_input_entity("annl") == types.InputPeerUser(11, 111)
-    await third.release()
-
-
-class SlowEntityStorage(MemoryStorage):
-    async def load_entities(self) -> dict[int, bytes]:
-        await asyncio.sleep(0.3)
-        return await super().load_entities()
-
-
-async def test_restart_does_not_wait_for_the_entity_cache() -> None:
-    storage = SlowEntityStorage()
-    session = await StorageSession.open(storage)
-    fill(session)
-    session.process_entities([types.User(id=11, access_hash=111, first_name="Ann",
-                                         username="annl", is_self=True)])
-    await session.release()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    again = await StorageSession.open(storage)
-    assert loop.time() - started < 0.2
-    # What Telethon's connect asks first is answered at once, from the session document.
-    assert again.get_input_entity(0) == types.InputPeerUser(0, 11)
-    assert again.get_input_entity(11) == types.InputPeerUser(11, 111)
-    # A miss while the cache loads is an awaitable (Telethon awaits the session's answer).
-    pending = again.get_input_entity("newschan")
-    assert asyncio.iscoroutine(pending)
-    assert await pending == types.InputPeerChannel(31, 311)
-    assert again.get_input_entity("annl") == types.InputPeerUser(11, 111)
-    with pytest.raises(ValueError):
-        again.get_input_entity("nobody")
-
-
-async def test_rows_learned_while_the_cache_loads_win() -> None:
-    storage = SlowEntityStorage()
-    session = await StorageSession.open(storage)
-    session.process_entities([types.User(id=5, access_hash=1, username="old")])
-    await session.release()
-    again = await StorageSession.open(storage)
-    again.process_entities([types.User(id=5, access_hash=2, username="new")])
-    await again.entities_loaded()
-    assert again.get_input_entity("new") == types.InputPeerUser(5, 2)
-    assert lookup(again, "old") == "ValueError"

@@ -46,9 +46,12 @@ def urls(draw: st.DrawFn) -> tuple[str, list[str]]:
     slashes = draw(st.sampled_from(["//", "/", "", "///"]))
     form = draw(st.sampled_from([":{}", "user:{}", "{}", "u:{}:x"]))
     userinfo = form.format(password)
-    if (form == "{}" and scheme.startswith("postgres") and slashes == "//"
-            and not any(c in password for c in "@/?#[]")):
-        parts = []  # postgresql://name@host names a user, and no password
+    written = f"{scheme}:{slashes}{userinfo}"
+    if (form == "{}" and scheme.startswith("postgres") and written.startswith(f"{scheme}://")
+            and not any(c in written[len(scheme) + 3:] for c in "@/?#[]:")):
+        # postgresql://name@host names a user, and no password (also when the "password"
+        # began with the second slash: postgresql:/ + /name)
+        parts = []
     if form == "{}" and ":" in password:
         # Written without its leading colon, "a:b" reads as user "a", password "b".
         user = password.split(":", 1)[0]

@@ -43,6 +43,8 @@ __all__ = [
     "decode_session",
     "encode_entity_row",
     "encode_session",
+    "entity_lookup_keys",
+    "lookup_key",
 ]
 
 FORMAT_VERSION = 1
@@ -360,3 +362,22 @@ class _Reader:
             self.optional_string(value[3], f"{name} phone"),
             self.optional_string(value[4], f"{name} name"),
         )
+
+
+#: The kinds of lookup key an entity row has, in :func:`entity_lookup_keys` order.
+LOOKUP_KINDS = ("username", "phone", "name")
+
+
+def lookup_key(kind: str, value: str) -> str:
+    """The opaque lookup key under which a storage finds a row: ``username:alice``,
+    ``phone:15550001`` or ``name:Ann Lee`` (``value`` as the row holds it)."""
+    return f"{kind}:{value}"
+
+
+def entity_lookup_keys(row: EntityRow) -> tuple[str, ...]:
+    """The lookup keys of ``row``: one per username, phone and name it has."""
+    return tuple(
+        lookup_key(kind, value)
+        for kind, value in zip(LOOKUP_KINDS, row[2:], strict=True)
+        if value is not None
+    )

@@ -20,6 +20,7 @@ from dotenv import find_dotenv, load_dotenv
 from ._errors import ConfigError
 from .auth import BotToken, auth_if_necessary
 from .client import Client
+from .entities import DEFAULT_ENTITY_CACHE_SIZE
 from .session import StorageSession
 from .storage.base import Storage
 
@@ -238,6 +239,7 @@ async def _build(
     env: Mapping[str, str] | None = overrides.pop("env", None)
     dotenv = overrides.pop("dotenv", None)
     lock_wait: float | None = overrides.pop("lock_wait", None)
+    cache_size: int = overrides.pop("entity_cache_size", DEFAULT_ENTITY_CACHE_SIZE)
     given = {key: overrides.pop(key) for key in _OPTIONS if key in overrides}
     settings = read_settings(env, dotenv=dotenv, for_bot=kind == "bot",
                              bot_token=given.pop("bot_token", None))
@@ -261,7 +263,8 @@ async def _build(
     storage = storage_override or storage_from_environment(settings)
     # A storage we built is ours to close; one passed in belongs to the caller.
     session = await StorageSession.open(storage, lock_wait=lock_wait,
-                                        close_storage=storage_override is None)
+                                        close_storage=storage_override is None,
+                                        entity_cache_size=cache_size)
     try:
         if not session.server_address and settings.dc is not None:
             session.set_dc(*settings.dc)
@@ -279,8 +282,10 @@ async def client_from_environment(**overrides: Any) -> Client:
     ``session_key``, ``dc`` (``"ID@HOST:PORT"``), ``public_keys``, ``storage`` (a Storage
     object), ``env`` (a mapping used instead of the environment and ``.env``), ``dotenv``
     (a path, or False to skip), ``lock_wait`` (seconds to wait for another holder; default:
-    the storage's, e.g. ``SESSION_URL=...?lock_wait=30``, else fail fast); anything
-    else goes to ``TelegramClient``. Sign in with :func:`~tgsession.auth_if_necessary`.
+    the storage's, e.g. ``SESSION_URL=...?lock_wait=30``, else fail fast),
+    ``entity_cache_size`` (entity rows held in memory, see
+    :meth:`~tgsession.StorageSession.open`); anything else goes to ``TelegramClient``.
+    Sign in with :func:`~tgsession.auth_if_necessary`.
     Raises :class:`~tgsession.ConfigError` and :class:`~tgsession.SessionLockedError`.
     """
     client, _ = await _build("user", overrides)

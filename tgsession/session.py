@@ -1,68 +1,78 @@
 """StorageSession: Telethon's session API over any :class:`~tgsession.Storage`.
 
 Telethon calls session methods synchronously from the event loop, so the session keeps
-its whole state in memory and persists it with a background writer:
+its small state (data centre, auth key, update state, who is signed in) in memory and
+persists it with a background writer:
 
 * ``save()`` returns at once; a single writer task stores the latest state, in order,
   and a burst of saves coalesces into one or two writes.
-* Entity rows that changed since the last write are written row by row when the
-  storage is an :class:`~tgsession.storage.EntityStorage`, so a save costs what changed.
+* Entities live in :mod:`tgsession.entities`: a bounded hot cache in memory; a miss is an
+  awaitable point lookup in an :class:`~tgsession.storage.EntityStorage`. Rows that
+  changed are stored by the same writer within 50 ms of Telethon seeing them (or with the
+  next save), in batches, so a save costs what changed. A failing entity store never
+  holds back the session document.
 * ``close()`` (Telethon calls it on disconnect) flushes and releases the storage's lease,
   so after ``await client.disconnect()`` the latest state is stored.
 * A failed write is logged, kept in memory and retried with backoff; ``await
-  session.flush()`` raises it.
+  session.flush()`` raises the session document's error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import json
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from telethon import utils as tl_utils
 from telethon.crypto import AuthKey
 from telethon.sessions import MemorySession
 from telethon.tl import types
+from telethon.tl.tlobject import TLObject
 
-from ._errors import (
-    LeaseLostError,
-    SessionCorruptError,
-    SessionNotFoundError,
-    SessionVersionError,
-)
+from ._errors import LeaseLostError, SessionNotFoundError
 from .codec import (
     DcAddress,
     EntityRow,
     SessionData,
     UpdateState,
-    decode_entity_row,
     decode_session,
-    encode_entity_row,
     encode_session,
+)
+from .entities import (
+    DEFAULT_ENTITY_CACHE_SIZE,
+    INLINE_ENTITY_LIMIT,
+    EntityCache,
+    Found,
+    Step,
+    entity_records,
 )
 from .storage.base import EntityStorage, Lease, Lockable, Storage
 
-__all__ = ["StorageSession"]
+__all__ = ["DEFAULT_ENTITY_CACHE_SIZE", "StorageSession"]
 
 log = logging.getLogger("tgsession")
 
 # Telethon awaits whatever session methods return (utils.maybe_async) but warns that async
 # sessions are experimental. close() and delete() return awaitables so that
 # ``await client.disconnect()`` returns after the final write, and get_input_entity() does
-# for a miss while the stored entity cache is still loading.
+# for a lookup that must ask the storage.
 warnings.filterwarnings(
     "ignore",
     message="Using async sessions support is an experimental feature",
     module="telethon",
 )
 
+_MISSING = object()
 _RETRY_FIRST = 0.05
 _RETRY_MAX = 5.0
+#: Entity rows encoded and stored per storage call: a few milliseconds of encoding per turn
+#: of the event loop, whatever the number of changed rows.
+_ROWS_PER_WRITE = 1000
+#: Seconds changed entity rows wait to be stored when nothing else is to be written.
+_ROWS_DELAY = 0.05
 
 
 def describe_storage(storage: Storage) -> str:
@@ -80,99 +90,52 @@ def _default_lock_wait(storage: object) -> float:
     return 0.0
 
 
-async def _read_entity_cache(storage: EntityStorage, source: str) -> dict[int, bytes]:
-    """The stored entity rows; an unreadable cache is a cache miss, not a lost session."""
-    try:
-        return await storage.load_entities()
-    except SessionVersionError:
-        raise
-    except SessionCorruptError as exc:
-        log.warning("the entity cache beside %s cannot be read (%s); starting with an empty "
-                    "cache", source, exc)
-        await storage.clear_entities()
-        return {}
+def _check_cache_size(size: object) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"entity_cache_size must be a positive number of rows, not {size!r}")
+    return size
 
 
-class _EntityCache:
-    """Cached entity rows, with the indexes Telethon's lookups use."""
-
-    __slots__ = ("by_name", "by_phone", "by_username", "rows")
-
-    def __init__(self) -> None:
-        self.rows: dict[int, EntityRow] = {}
-        self.by_username: dict[str, int] = {}
-        self.by_phone: dict[str, int] = {}
-        self.by_name: dict[str, int] = {}
-
-    def put(self, row: EntityRow) -> None:
-        entity_id, _, username, phone, name = row
-        old = self.rows.get(entity_id)
-        if old is not None:
-            for index, key in ((self.by_username, old[2]), (self.by_phone, old[3]),
-                               (self.by_name, old[4])):
-                if key is not None and index.get(key) == entity_id:
-                    del index[key]
-        self.rows[entity_id] = row
-        if username is not None:
-            self.by_username[username] = entity_id
-        if phone is not None:
-            self.by_phone[phone] = entity_id
-        if name is not None:
-            self.by_name[name] = entity_id
-
-    def find(self, index: dict[str, int], key: str) -> tuple[int, int] | None:
-        entity_id = index.get(key)
-        return None if entity_id is None else (entity_id, self.rows[entity_id][1])
+def _lookup_steps(key: Any, exact: bool) -> list[Step]:
+    """Telethon's lookup order (``MemorySession.get_input_entity``) as steps."""
+    steps: list[Step] = []
+    if isinstance(key, str):
+        phone = tl_utils.parse_phone(key)
+        if phone:
+            steps.append(("phone", phone))
+        else:
+            username, invite = tl_utils.parse_username(key)
+            if username and not invite:
+                steps.append(("username", username))
+            else:
+                invite_id = tl_utils.resolve_invite_link(key)[1]
+                if invite_id:
+                    steps.append(("id", _ids(invite_id, exact=False)))
+        steps.append(("name", key))
+    elif isinstance(key, int):
+        steps.append(("id", _ids(key, exact)))
+    return steps
 
 
-#: Rows decoded per turn of the event loop (about a tenth of a millisecond of work).
-_DECODE_CHUNK = 100
-#: Seconds the entity cache waits before loading, unless a lookup needs it sooner.
-_LOAD_DELAY = 0.1
+def _ids(entity_id: int, exact: bool) -> tuple[int, ...]:
+    """The marked ids a bare id may stand for: itself, or a user's, chat's and channel's."""
+    if exact:
+        return (entity_id,)
+    if 0 < entity_id <= 9999999999:  # what get_peer_id computes, without its checks
+        return (entity_id, -entity_id, -1000000000000 - entity_id)
+    return tuple(tl_utils.get_peer_id(peer) for peer in (
+        types.PeerUser(entity_id), types.PeerChat(entity_id), types.PeerChannel(entity_id)))
 
 
-def _is_row(value: Any) -> bool:
-    return (
-        type(value) is list
-        and len(value) == 5
-        and type(value[0]) is int
-        and type(value[1]) is int
-        and all(item is None or type(item) is str for item in value[2:])
-    )
-
-
-async def _decode_entity_cache(raw: dict[int, bytes], source: str) -> _EntityCache:
-    """Decode stored rows and index them, a chunk per turn of the event loop.
-
-    On the loop rather than in a thread: a decoding thread would hold the GIL in 5 ms
-    slices and slow every step of the client's connect, while a small chunk per turn
-    lets connecting go first. One ``json.loads`` per chunk; a chunk with a bad row is
-    decoded row by row and the bad rows are skipped: a torn cache row costs one lookup,
-    not the session.
-    """
-    cache = _EntityCache()
-    skipped = 0
-    items = list(raw.items())
-    for start in range(0, len(items), _DECODE_CHUNK):
-        await asyncio.sleep(0)
-        chunk = items[start:start + _DECODE_CHUNK]
-        try:
-            decoded = json.loads(b"[" + b",".join(value for _, value in chunk) + b"]")
-            if len(decoded) != len(chunk) or not all(map(_is_row, decoded)):
-                raise ValueError("not rows")
-            parsed: list[EntityRow] = [tuple(row) for row in decoded]
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            parsed = []
-            for entity_id, value in chunk:
-                try:
-                    parsed.append(decode_entity_row(value, source=f"{source} entity {entity_id}"))
-                except SessionCorruptError:
-                    skipped += 1
-        for row in parsed:
-            cache.put(row)
-    if skipped:
-        log.warning("skipped %d undecodable cached entities in %s", skipped, source)
-    return cache
+def _input_peer(key: Any, found: Found | None) -> Any:
+    if found is None:
+        raise ValueError("Could not find input entity with key ", key)
+    entity_id, kind = tl_utils.resolve_id(found[0])
+    if kind is types.PeerUser:
+        return types.InputPeerUser(entity_id, found[1])
+    if kind is types.PeerChat:
+        return types.InputPeerChat(entity_id)
+    return types.InputPeerChannel(entity_id, found[1])
 
 
 class StorageSession(MemorySession):  # type: ignore[misc]
@@ -185,8 +148,16 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     ``open`` takes the storage's lease when it is :class:`~tgsession.storage.Lockable`
     (raising :class:`~tgsession.SessionLockedError` if another holder has it) and releases it
-    when Telethon closes the session. ``StorageSession()`` with no storage is a memory-only
-    session (Telethon clones sessions that way for other data centres).
+    when Telethon closes the session (or deletes it). ``StorageSession()`` with no storage
+    is a memory-only session (Telethon clones sessions that way for other data centres).
+
+    Entities: at most ``entity_cache_size`` rows are held in memory (least recently used
+    go first). With an :class:`~tgsession.storage.EntityStorage` every row is stored there
+    and a lookup that misses memory asks the storage (Telethon awaits it); with a
+    two-method storage memory is the whole cache, and the session document keeps its
+    :data:`~tgsession.entities.INLINE_ENTITY_LIMIT` (2,000) most recently used rows.
+    ``session.save_entities = False`` (Telethon's switch) caches and stores no entities,
+    as ``SQLiteSession`` does.
     """
 
     def __init__(
@@ -195,23 +166,28 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         data: SessionData | None = None,
         *,
         lease: Lease | None = None,
+        entity_cache_size: int = DEFAULT_ENTITY_CACHE_SIZE,
     ) -> None:
         super().__init__()
         self._storage = storage
         self._lease = lease
+        #: Telethon's switch (``SQLiteSession`` defines it): False caches no entities.
+        self.save_entities = True
         self._rows_in_storage = isinstance(storage, EntityStorage)
-        self._cache = _EntityCache()
-        self._pending_rows: dict[int, EntityRow] = {}
-        self._entities_cleared = False
+        self._cache = EntityCache(
+            storage if isinstance(storage, EntityStorage) else None,
+            _check_cache_size(entity_cache_size),
+            source=describe_storage(storage) if storage is not None else "memory",
+            self_row=self._self_row,
+        )
         self._user_id: int | None = None
         self._bot: bool | None = None
         self._self_hash: int | None = None
-        self._entity_load: asyncio.Task[None] | None = None
-        self._entities_wanted = asyncio.Event()
         self._dirty = False
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._last_error: BaseException | None = None
+        self._rows_error: BaseException | None = None
         self._closing = False
         self._retrying = False
         self._lease_lost: LeaseLostError | None = None
@@ -231,23 +207,28 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         lock: bool = True,
         lock_wait: float | None = None,
         close_storage: bool = False,
+        entity_cache_size: int = DEFAULT_ENTITY_CACHE_SIZE,
         wait_for_entities: bool = False,
     ) -> StorageSession:
         """Load the session from ``storage`` (an empty one if nothing is stored).
 
+        Reads the session document only: stored entity rows are looked up one at a time
+        when Telethon asks for them, so opening takes as long with a million cached
+        entities as with none. ``entity_cache_size`` (default
+        :data:`~tgsession.entities.DEFAULT_ENTITY_CACHE_SIZE`, 10,000 rows, a few MB) bounds
+        the rows held in memory.
+
         Raises :class:`~tgsession.SessionLockedError` when another holder has the storage's
         lease after ``lock_wait`` seconds (default: the storage's own ``lock_wait``, such as
         a URL's ``?lock_wait=30``, else fail fast), :class:`~tgsession.SessionCorruptError`
-        for undecodable data (left untouched). With ``close_storage`` the storage's
-        connections are closed (``aclose()``) when the session closes.
-
-        The entity cache of an :class:`~tgsession.storage.EntityStorage` loads in the
-        background, a tenth of a second later (once the client has connected), so a restart
-        does not wait for it: a lookup that misses before it is loaded starts the load at
-        once and waits for it (Telethon awaits the session's answer).
-        ``wait_for_entities=True``, or ``await session.entities_loaded()``, waits for the
-        whole cache.
+        for undecodable data (left untouched), ``ValueError`` for an
+        ``entity_cache_size`` that is not a positive integer. With ``close_storage`` the
+        storage's connections are closed (``aclose()``) when the session closes.
+        ``wait_for_entities`` is accepted for compatibility and does nothing: there is no
+        cache to load any more.
         """
+        del wait_for_entities
+        _check_cache_size(entity_cache_size)
         lease = None
         if lock and isinstance(storage, Lockable):
             wait = _default_lock_wait(storage) if lock_wait is None else lock_wait
@@ -258,16 +239,10 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 data = decode_session(await storage.load_session(), source=source)
             except SessionNotFoundError:
                 data = None
-            session = cls(storage, data, lease=lease)
+            session = cls(storage, data, lease=lease, entity_cache_size=entity_cache_size)
             session._close_storage = close_storage
-            if isinstance(storage, EntityStorage) and data is not None:
-                # (Rows without a session are left over from a deleted one: not loaded.)
-                session._entity_load = asyncio.get_running_loop().create_task(
-                    session._load_entity_cache(storage, source)
-                )
-                if wait_for_entities:
-                    await session.entities_loaded()
             session._watch_lease()
+            session._watch_storage_loss()
             return session
         except BaseException:
             if lease is not None:
@@ -295,38 +270,12 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     pts=pts, qts=0, date=datetime.datetime.now(tz=datetime.timezone.utc),
                     seq=0, unread_count=0,
                 )
-        for row in data.entities or ():
-            self._cache.put(row)
-
-    async def _load_entity_cache(self, storage: EntityStorage, source: str) -> None:
-        # Let the client connect first (on loopback connecting is CPU-bound and would share
-        # the loop with decoding); a lookup that needs the cache starts the load at once.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._entities_wanted.wait(), _LOAD_DELAY)
-        try:
-            raw = await _read_entity_cache(storage, source)
-            cache = await _decode_entity_cache(raw, source)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("the entity cache in %s could not be loaded (%s: %s); continuing "
-                        "without it", source, type(exc).__name__, exc)
-            return
-        # Rows learned while the cache was loading are newer: they win.
-        for row in self._cache.rows.values():
-            cache.put(row)
-        self._cache = cache
+        # Inline rows of an EntityStorage's document (written by an older tgsession, or
+        # imported) move into the storage with the next write.
+        self._cache.load_inline(data.entities or ())
 
     async def entities_loaded(self) -> None:
-        """Wait until the stored entity cache is loaded (at once if it already is)."""
-        task = self._entity_load
-        if task is not None and not task.done():
-            self._entities_wanted.set()
-            await asyncio.shield(task)
-
-    def _stop_entity_load(self) -> None:
-        if self._entity_load is not None and not self._entity_load.done():
-            self._entity_load.cancel()
+        """Kept for compatibility: returns at once (nothing loads the stored cache)."""
 
     # -- what the session knows ----------------------------------------------------------
 
@@ -387,16 +336,40 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     def _where(self) -> str:
         return describe_storage(self._storage) if self._storage is not None else "memory"
 
+    def _watch_storage_loss(self) -> None:
+        # A lease that reports it was taken back after it expired unclaimed (a Redis restarted
+        # without persistence loses the lease and the data together) makes this holder
+        # write back everything it holds in memory.
+        on_taken_back = getattr(self._lease, "on_taken_back", None)
+        if callable(on_taken_back):
+            on_taken_back(self.write_back)
+
+    def write_back(self) -> None:
+        """Store again everything held in memory: the session document and the hot rows.
+
+        Called when the storage may have lost what it held (the lease was found gone and
+        taken back, as after a restart of a Redis without persistence). Rows that were not
+        in memory are not restored: the storage lost them.
+        """
+        if self._storage is None or self._lease_lost is not None:
+            return
+        log.warning("the session in %s may have lost its data (the lease was taken back "
+                    "after it expired); writing back the session and the %d cached "
+                    "entities held in memory", self._where(), len(self._cache.hot))
+        self._cache.hold_all_for_writing()
+        self.save()
+
     def set_user(self, user_id: int | None, bot: bool | None) -> None:
         """Record who is signed in (``auth_if_necessary`` calls this); then save."""
         self._user_id, self._bot = user_id, bot
         self.save()
 
     def snapshot(self) -> SessionData:
-        """The current state as :class:`~tgsession.SessionData` (entities inline; await
-        :meth:`entities_loaded` first to include the whole stored cache)."""
+        """The current state as :class:`~tgsession.SessionData`, with the entities held in
+        memory inline (the rows of an EntityStorage stream with
+        :func:`tgsession.entities.iter_entity_rows`)."""
         data = self._snapshot_core()
-        data.entities = list(self._cache.rows.values())
+        data.entities = self._cache.inline_rows()
         return data
 
     def _snapshot_core(self) -> SessionData:
@@ -420,48 +393,71 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             bot=self._bot,
             self_access_hash=self._self_hash,
             updates=updates,
-            entities=None if self._rows_in_storage else list(self._cache.rows.values()),
+            entities=None if self._rows_in_storage
+            else self._cache.inline_rows(INLINE_ENTITY_LIMIT),
         )
 
     def __repr__(self) -> str:
         return (
             f"<StorageSession storage={self._storage!r} dc={self._dc_id} "
             f"authorized_key={'yes' if self._auth_key and self._auth_key.key else 'no'} "
-            f"entities={len(self._cache.rows)}>"
+            f"entities_in_memory={len(self._cache.hot)}>"
         )
 
     # -- Telethon's session API (synchronous; persistence happens in the background) ------
 
     def clone(self, to_instance: Any = None) -> Any:
         """A memory-only copy (Telethon uses it for connections to other data centres)."""
-        return to_instance or StorageSession()
+        cloned = to_instance or StorageSession()
+        cloned.save_entities = self.save_entities  # as SQLiteSession's clone does
+        return cloned
 
     def save(self) -> None:
         """Schedule a write of the current state; returns at once."""
         if self._storage is None or self._lease_lost is not None:
             return
         self._dirty = True
-        if self._writer is None or self._writer.done():
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop: the next save() or flush() from a loop writes it
-            self._writer = loop.create_task(self._write_in_background())
+        self._start_writer()
 
     def close(self) -> Awaitable[None]:
         """Flush and release the lease. Telethon calls this on disconnect and awaits it."""
         return self._close()
 
     def delete(self) -> Awaitable[None]:
-        """Remove the session from storage (Telethon calls this from ``log_out()``)."""
+        """Remove the session from storage and release the lease, as ``SQLiteSession``'s
+        ``delete()`` closes (Telethon calls this from ``log_out()``)."""
         return self._delete()
 
     def process_entities(self, tlo: Any) -> None:
-        rows = self._cache.rows
-        for row in self._entities_to_rows(tlo):
-            if rows.get(row[0]) != row:
-                self._cache.put(row)
-                self._pending_rows[row[0]] = row
+        """Cache the users and chats in ``tlo`` (Telethon calls this after every request
+        and update); rows that changed are stored in the background. Does nothing when
+        ``save_entities`` is false."""
+        if not self.save_entities:
+            return
+        if self._cache.learn(self._entities_to_rows(tlo)) and self._rows_in_storage:
+            self._start_writer()
+
+    def _entities_to_rows(self, tlo: Any) -> list[EntityRow]:
+        # MemorySession's, with one attribute lookup per field instead of two: this runs
+        # after every request and update.
+        if not isinstance(tlo, TLObject) and tl_utils.is_list_like(tlo):
+            entities = tlo
+        else:
+            entities = []
+            user = getattr(tlo, "user", _MISSING)
+            if user is not _MISSING:
+                entities.append(user)
+            chat = getattr(tlo, "chat", _MISSING)
+            if chat is not _MISSING:
+                entities.append(chat)
+            chats = getattr(tlo, "chats", None)
+            if chats is not None and tl_utils.is_list_like(chats):
+                entities.extend(chats)
+            users = getattr(tlo, "users", None)
+            if users is not None and tl_utils.is_list_like(users):
+                entities.extend(users)
+        to_row = self._entity_to_row
+        return [row for row in map(to_row, entities) if row]
 
     def _entity_to_row(self, e: Any) -> EntityRow | None:
         # Fast paths for the three types that fill every update; the rest go through Telethon.
@@ -487,29 +483,24 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         row: EntityRow | None = super()._entity_to_row(e)
         return row
 
-    def get_entity_rows_by_phone(self, phone: str) -> tuple[int, int] | None:
-        return self._cache.find(self._cache.by_phone, phone)
+    # Telethon's row lookups answer from memory only (they are synchronous);
+    # get_input_entity() also asks the storage.
 
-    def get_entity_rows_by_username(self, username: str) -> tuple[int, int] | None:
-        return self._cache.find(self._cache.by_username, username)
+    def get_entity_rows_by_phone(self, phone: str) -> Found | None:
+        return self._cache.find_in_memory(("phone", phone))
 
-    def get_entity_rows_by_name(self, name: str) -> tuple[int, int] | None:
-        return self._cache.find(self._cache.by_name, name)
+    def get_entity_rows_by_username(self, username: str) -> Found | None:
+        return self._cache.find_in_memory(("username", username))
 
-    def get_entity_rows_by_id(self, id: int, exact: bool = True) -> tuple[int, int] | None:
-        rows = self._cache.rows
-        if exact:
-            row = rows.get(id)
-            return self._self_row(id) if row is None else (row[0], row[1])
-        for peer in (types.PeerUser(id), types.PeerChat(id), types.PeerChannel(id)):
-            row = rows.get(tl_utils.get_peer_id(peer))
-            if row is not None:
-                return row[0], row[1]
-        return self._self_row(id)
+    def get_entity_rows_by_name(self, name: str) -> Found | None:
+        return self._cache.find_in_memory(("name", name))
 
-    def _self_row(self, id: int) -> tuple[int, int] | None:
+    def get_entity_rows_by_id(self, id: int, exact: bool = True) -> Found | None:
+        return self._cache.find_in_memory(("id", _ids(id, exact)))
+
+    def _self_row(self, id: int) -> Found | None:
         # Telethon's connect asks for id 0 (hash = own id), then for its own id: both are in
-        # the session document, so a restart never waits for the entity cache.
+        # the session document, so a restart answers them without the entity cache.
         if self._user_id is None:
             return None
         if id == 0:
@@ -519,41 +510,87 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         return None
 
     def get_input_entity(self, key: Any) -> Any:
-        """Telethon's lookup; while the stored cache loads, a miss waits for it."""
-        if self._entity_load is None or self._entity_load.done():
-            return super().get_input_entity(key)
+        """Telethon's lookup, in ``MemorySession``'s order (id, phone, username or invite
+        link, then name). Answered synchronously from memory; when memory does not hold
+        the answer and the storage keeps rows, returns an awaitable that asks the storage
+        (Telethon awaits it). Raises ``ValueError`` (also from the awaitable) when no
+        cached entity matches."""
         try:
-            return super().get_input_entity(key)
-        except ValueError:
-            return self._get_input_entity_when_loaded(key)
+            if key.SUBCLASS_OF_ID in (0xC91C90B6, 0xE669BF46, 0x40F202FD):
+                return key  # already an InputPeer, InputUser or InputChannel
+            return tl_utils.get_input_peer(key)
+        except (AttributeError, TypeError):
+            if isinstance(key, TLObject):
+                key = tl_utils.get_peer_id(key)
+                exact = True
+            else:
+                exact = not isinstance(key, int) or key < 0
+        steps = _lookup_steps(key, exact)
+        found = self._cache.resolve_now(steps)
+        if isinstance(found, int):
+            return self._resolve_in_storage(key, steps, found)
+        return _input_peer(key, found)
 
-    async def _get_input_entity_when_loaded(self, key: Any) -> Any:
-        await self.entities_loaded()
-        return super().get_input_entity(key)
+    async def _resolve_in_storage(self, key: Any, steps: Sequence[Step], start: int) -> Any:
+        try:
+            found = await self._cache.resolve(steps, start)
+        except Exception as exc:
+            # An unreachable cache is a cache miss: Telethon then asks Telegram.
+            log.warning("could not look up a cached entity in %s (%s: %s)",
+                        self._where(), type(exc).__name__, exc)
+            found = None
+        return _input_peer(key, found)
 
     @property
     def entity_count(self) -> int:
-        """How many entities are cached."""
-        return len(self._cache.rows)
+        """How many entities are held in memory (at most ``entity_cache_size``); the
+        storage's ``count_entities()`` counts the stored ones."""
+        return len(self._cache.hot)
+
+    @property
+    def entity_cache_size(self) -> int:
+        """How many entity rows this session holds in memory at most."""
+        return self._cache.size
 
     # -- persistence ---------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Store the latest state now; raise the storage's error if the write fails."""
+        """Store the latest state now; raise the storage's error if the session document
+        cannot be written. Entity rows that cannot be stored are logged and retried in the
+        background: they never fail a flush (the document holds what matters)."""
         if self._storage is None:
             return
         if self._lease_lost is not None:
             raise self._lease_lost
         self._dirty = True  # Telethon changes state without save() (update state, entities)
         async with self._write_lock:
-            await self._write_pending()
+            rows_stored = await self._write_pending()
+        if not rows_stored and not self._closing:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._lease_lost is not None:
+            return
+        if self._writer is None or self._writer.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: the next save() or flush() from a loop writes it
+            self._writer = loop.create_task(self._write_in_background())
+
+    def _rows_waiting(self) -> bool:
+        return self._rows_in_storage and bool(self._cache.unwritten or self._cache.cleared)
 
     async def _write_in_background(self) -> None:
-        delay = _RETRY_FIRST
-        while self._dirty:
+        delay = rows_delay = _RETRY_FIRST
+        while self._dirty or self._rows_waiting():
+            if not self._dirty and not self._closing:
+                # Only rows changed: gather them a little (one write for a burst of updates,
+                # and none in the middle of the request that brought them).
+                await self._pause(_ROWS_DELAY)
             try:
                 async with self._write_lock:
-                    await self._write_pending()
+                    rows_stored = await self._write_pending()
                 if self._last_error is not None:
                     log.warning("session stored in %s again after earlier failures",
                                 self._where())
@@ -573,51 +610,91 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     "the write is retried in %.2g s",
                     self._where(), type(exc).__name__, exc, delay,
                 )
-                self._retrying = True
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self._retrying = False
+                await self._pause(delay)
                 delay = min(delay * 2, _RETRY_MAX)
+                continue
+            if rows_stored:
+                rows_delay = _RETRY_FIRST
+            else:
+                if self._closing:
+                    return
+                await self._pause(rows_delay)
+                rows_delay = min(rows_delay * 2, _RETRY_MAX)
 
-    async def _write_pending(self) -> None:
-        if not self._dirty:
-            return
+    async def _pause(self, delay: float) -> None:
+        self._retrying = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._retrying = False
+
+    async def _write_pending(self) -> bool:
+        """Store changed entity rows, then the session document if it changed.
+
+        Returns whether the rows were stored. A failure to store rows is logged and kept
+        for a retry; it never stops the document (it holds the key and update state).
+        Raises the document's error, and :class:`~tgsession.LeaseLostError` from either.
+        """
         storage = self._storage
         assert storage is not None
-        self._dirty = False
-        rows, self._pending_rows = self._pending_rows, {}
-        cleared, self._entities_cleared = self._entities_cleared, False
+        rows_stored = True
+        if self._rows_waiting():
+            assert isinstance(storage, EntityStorage)
+            rows_stored = await self._write_rows(storage)
+        if self._dirty:
+            self._dirty = False
+            try:
+                await storage.store_session(encode_session(self._snapshot_core()))
+            except BaseException:
+                self._dirty = True
+                raise
+        return rows_stored
+
+    async def _write_rows(self, storage: EntityStorage) -> bool:
+        cache = self._cache
+        cleared, rows = cache.take_unwritten()
         try:
-            if isinstance(storage, EntityStorage):
-                if cleared:
-                    await storage.clear_entities()
-                if rows:
-                    await storage.store_entities(
-                        {key: encode_entity_row(row) for key, row in rows.items()}
-                    )
-            await storage.store_session(encode_session(self._snapshot_core()))
-        except BaseException:
-            # Keep what was not written; newer rows taken since then win.
-            for key, row in rows.items():
-                self._pending_rows.setdefault(key, row)
-            self._entities_cleared = self._entities_cleared or cleared
-            self._dirty = True
+            if cleared:
+                await storage.clear_entities()
+                cache.stored(True, {})
+            items = list(rows.items())
+            for start in range(0, len(items), _ROWS_PER_WRITE):
+                batch = dict(items[start:start + _ROWS_PER_WRITE])
+                await storage.store_entities(entity_records(batch.values()))
+                cache.stored(False, batch)
+        except (LeaseLostError, asyncio.CancelledError):
             raise
+        except Exception as exc:
+            if self._rows_error is None:
+                log.error(
+                    "could not store cached entities in %s (%s: %s); the session itself is "
+                    "still stored, the entities are kept in memory and retried",
+                    self._where(), type(exc).__name__, exc,
+                )
+            self._rows_error = exc
+            return False
+        if self._rows_error is not None:
+            log.warning("cached entities stored in %s again after earlier failures",
+                        self._where())
+            self._rows_error = None
+        return True
+
+    async def _stop_writer(self) -> None:
+        """Let a running write finish (a writer waiting to retry is cancelled)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            if self._retrying:
+                writer.cancel()  # only ever cancelled while sleeping, never mid-write
+            try:
+                await writer
+            except asyncio.CancelledError:
+                if not writer.cancelled():
+                    raise
 
     async def _close(self) -> None:
         self._closing = True
-        self._stop_entity_load()
         try:
-            writer = self._writer
-            if writer is not None and not writer.done():
-                if self._retrying:
-                    writer.cancel()  # only ever cancelled while sleeping, never mid-write
-                try:
-                    await writer
-                except asyncio.CancelledError:
-                    if not writer.cancelled():
-                        raise
+            await self._stop_writer()
             if self._storage is not None and self._lease_lost is None:
                 try:
                     await self.flush()
@@ -628,18 +705,26 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                         self._where(), type(exc).__name__, exc,
                     )
                     raise
+                if self._rows_waiting():
+                    log.warning("%d cached entities could not be stored in %s and are lost "
+                                "with this session (Telethon asks Telegram for them again)",
+                                len(self._cache.unwritten), self._where())
         finally:
             self._closing = False
-            if self._lease_watch is not None:
-                self._lease_watch.cancel()
-                self._lease_watch = None
-            if self._lease is not None:
-                lease, self._lease = self._lease, None
-                await lease.release()
-            aclose = getattr(self._storage, "aclose", None)
-            if self._close_storage and aclose is not None:
-                self._close_storage = False
-                await aclose()
+            await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Release the lease and, if ours to close, the storage's connections."""
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
+            self._lease_watch = None
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            await lease.release()
+        aclose = getattr(self._storage, "aclose", None)
+        if self._close_storage and aclose is not None:
+            self._close_storage = False
+            await aclose()
 
     async def _delete(self) -> None:
         storage = self._storage
@@ -647,24 +732,29 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             return
         self._forget_state()
         self._dirty = False
-        async with self._write_lock:
-            if isinstance(storage, EntityStorage):
-                await storage.clear_entities()
-            await storage.store_session(b"")
+        self._closing = True
+        try:
+            await self._stop_writer()
+            async with self._write_lock:
+                if isinstance(storage, EntityStorage):
+                    await storage.clear_entities()
+                await storage.store_session(b"")
+        finally:
+            self._closing = False
+            await self._let_go()
 
     async def forget_account(self) -> None:
         """Drop the auth key, the signed-in user and the entity cache (a dead session)."""
         self._forget_state()
-        self._entities_cleared = True
+        self._cache.forget()
         await self.flush()
 
     def _forget_state(self) -> None:
-        self._stop_entity_load()
         self._auth_key = None
         self._user_id = self._bot = self._self_hash = None
         self._update_states.clear()
-        self._cache = _EntityCache()
-        self._pending_rows.clear()
+        self._cache.forget()
+        self._cache.cleared = False
 
     async def release(self) -> None:
         """Flush and release the lease without a Telethon client (idempotent)."""
@@ -675,5 +765,3 @@ class StorageSession(MemorySession):  # type: ignore[misc]
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
-
-

@@ -9,10 +9,11 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SessionLockedError
+from .._errors import SessionLockedError, TgSessionError
 from ._context import Context
 
 if TYPE_CHECKING:
+    from ..codec import SessionData
     from ..storage.base import Storage
 
 __all__ = ["register"]
@@ -40,6 +41,7 @@ async def _status(args: argparse.Namespace) -> int:
     settings = ctx.settings()
     storage = ctx.storage()
     data = await read_stored(storage)
+    entities, entities_error = await _entity_count(storage, data)
     info: dict[str, Any] = {
         "storage": ctx.where(),
         "encrypted": settings.session_key is not None,
@@ -50,7 +52,8 @@ async def _status(args: argparse.Namespace) -> int:
         "auth_key": bool(data and data.auth_key),
         "user_id": data.user_id if data else None,
         "bot": data.bot if data else None,
-        "entities": len(data.entities or []) if data else None,
+        "entities": entities,
+        "entities_error": entities_error,
         **await _file_facts(storage),
     }
     ok = data is not None
@@ -62,6 +65,21 @@ async def _status(args: argparse.Namespace) -> int:
     else:
         _print_table(info)
     return 0 if ok else 1
+
+
+async def _entity_count(
+    storage: Storage, data: SessionData | None
+) -> tuple[int | None, str | None]:
+    """The number of cached entities, counted by the storage (no row is read), or why the
+    cache cannot be read: an unreadable cache is reported, never shown as empty."""
+    from ._stored import count_stored_rows
+
+    if data is None:
+        return None, None
+    try:
+        return await count_stored_rows(storage, data), None
+    except TgSessionError as exc:
+        return None, str(exc)
 
 
 async def _file_facts(storage: Storage) -> dict[str, Any]:
@@ -120,7 +138,10 @@ def _print_table(info: dict[str, Any]) -> None:
         else:
             rows.append(("dc", "not chosen yet"))
         rows.append(("account", _account(info)))
-        rows.append(("entities", f"{info['entities']} cached"))
+        if info["entities_error"] is not None:
+            rows.append(("entities", f"UNREADABLE: {info['entities_error']}"))
+        else:
+            rows.append(("entities", f"{info['entities']} cached"))
     if info["last_written"] is not None:
         rows.append(("last written", info["last_written"]))
     if info["permissions"] is not None:

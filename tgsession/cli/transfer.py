@@ -4,12 +4,14 @@ and between storages."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from .._errors import SessionCorruptError
-from ..codec import SessionData, encode_session
+from ..codec import EntityRow, SessionData, encode_session
 from ._context import EXIT_USAGE, CliError, Context, err
 
 __all__ = ["register"]
@@ -73,7 +75,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    from ._stored import read_stored
+    from ._stored import read_stored, stored_rows
 
     ctx = Context.from_args(args)
     where = ctx.where()
@@ -87,7 +89,8 @@ async def _export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out not in (None, "-") else None
     if out is not None and out.exists() and not args.force:
         raise CliError(f"{out} exists; add --force to replace it")
-    data = await read_stored(ctx.storage())
+    storage = ctx.storage()
+    data = await read_stored(storage)
     if data is None:
         raise CliError(f"no session is stored in {where}; sign in with 'tgsession login'")
     if data.auth_key is None:
@@ -96,10 +99,17 @@ async def _export(args: argparse.Namespace) -> int:
     try:
         if args.format == "telethon-sqlite":
             assert out is not None
-            from ..formats import to_telethon_sqlite
+            from ..formats.telethon import telethon_sqlite_writer
 
-            to_telethon_sqlite(data, out)
+            # The entity cache goes over batch by batch: bounded memory at any size.
+            with telethon_sqlite_writer(data, out) as add_entities:
+                async for rows in stored_rows(storage, data):
+                    add_entities(rows)
         else:
+            if args.format == "tgsession-json" and data.entities is None:
+                # A tgsession document on its own holds its entity rows inline.
+                inline = [row async for rows in stored_rows(storage, data) for row in rows]
+                data = dataclasses.replace(data, entities=inline)
             _write_output(_render(args.format, data, api_id), out)
     except ValueError as exc:
         raise CliError(f"cannot export as {args.format}: {exc}") from None
@@ -136,25 +146,71 @@ def _write_output(payload: bytes, out: Path | None) -> None:
 
 async def _import(args: argparse.Namespace) -> int:
     from ..formats import IMPORT_FORMATS, load
-    from ._stored import replace_session
 
     ctx = Context.from_args(args)
+    if _is_sqlite_file(args.source) and args.format in (None, "telethon-sqlite"):
+        # A .session file may hold a million entities: stream them, never load them.
+        from ..formats.telethon import open_telethon_sqlite
+
+        try:
+            with open_telethon_sqlite(args.source) as opened:
+                if opened is not None:
+                    data, rows = opened
+                    count = await _store_imported(ctx, args, data, str(args.source), rows)
+                    _report_import(IMPORT_FORMATS["telethon-sqlite"], data, count, ctx.where())
+                    return 0
+        except SessionCorruptError as exc:
+            raise CliError(str(exc)) from None
     content, name = _read_source(args.source)
     try:
         fmt, data = load(content, format=args.format, name=name)
     except SessionCorruptError as exc:
         raise CliError(str(exc)) from None
+    count = await _store_imported(ctx, args, data, name, None)
+    _report_import(IMPORT_FORMATS[fmt], data, count, ctx.where())
+    return 0
+
+
+async def _store_imported(
+    ctx: Context,
+    args: argparse.Namespace,
+    data: SessionData,
+    name: str,
+    rows: Iterator[list[EntityRow]] | None,
+) -> int:
+    from ._stored import replace_session
+
     if data.auth_key is None:
         raise CliError(f"{name} holds no auth key (it is not signed in): nothing to import")
-    where = ctx.where()
-    await replace_session(ctx.storage(), data, force=args.force, where=where)
+    return await replace_session(
+        ctx.storage(), data, force=args.force, where=ctx.where(),
+        rows=None if rows is None else _as_async(rows),
+    )
+
+
+async def _as_async(batches: Iterator[list[EntityRow]]) -> AsyncIterator[list[EntityRow]]:
+    for batch in batches:  # a batch read from a local file: a short, bounded block
+        yield batch
+
+
+def _report_import(kind: str, data: SessionData, count: int, where: str) -> None:
     account = (f"{'bot' if data.bot else 'user'} {data.user_id}" if data.user_id is not None
                else "account recorded on first use")
     dc = f"DC {data.dc.id} at {data.dc.address}:{data.dc.port}" if data.dc else "no DC"
-    print(f"Imported {IMPORT_FORMATS[fmt]} ({dc}, {account}, "
-          f"{len(data.entities or [])} cached entities) into {where}.")
+    print(f"Imported {kind} ({dc}, {account}, {count} cached entities) into {where}.")
     print("Stop using the original: Telegram burns a key used from two places at once.")
-    return 0
+
+
+def _is_sqlite_file(source: str) -> bool:
+    from ..formats._sqlite import SQLITE_MAGIC
+
+    if source == "-" or len(source) >= _NOT_A_PATH_LENGTH:
+        return False
+    try:
+        with open(source, "rb") as file:
+            return file.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except (OSError, ValueError):
+        return False
 
 
 def _read_source(source: str) -> tuple[bytes, str]:
@@ -179,7 +235,7 @@ def _read_source(source: str) -> tuple[bytes, str]:
 async def _copy(args: argparse.Namespace) -> int:
     from ..environment import read_settings
     from ..storage.url import redact_url, storage_from_url
-    from ._stored import leased, read_stored, replace_session
+    from ._stored import leased, read_stored, replace_session, stored_rows
 
     settings = read_settings(dotenv=args.env_file)
     src_where, dst_where = redact_url(args.src), redact_url(args.dst)
@@ -195,8 +251,10 @@ async def _copy(args: argparse.Namespace) -> int:
         data = await read_stored(src)
         if data is None:
             raise CliError(f"no session is stored in {src_where}")
-        await replace_session(dst, data, force=args.force, where=dst_where)
-    print(f"Copied the session ({len(data.entities or [])} cached entities) from {src_where} "
+        # Rows stream from one storage to the other, a batch in memory at a time.
+        count = await replace_session(dst, data, force=args.force, where=dst_where,
+                                      rows=stored_rows(src, data))
+    print(f"Copied the session ({count} cached entities) from {src_where} "
           f"to {dst_where}.")
     print("Use only one of them at a time: Telegram burns a key used from two places at once.")
     return 0

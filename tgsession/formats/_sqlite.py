@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 from .._errors import SessionCorruptError
 
-__all__ = ["SQLITE_MAGIC", "Source", "open_copy", "read_source", "table_columns"]
+__all__ = [
+    "SQLITE_MAGIC", "Source", "open_copy", "open_file_copy", "read_source", "table_columns",
+]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+_COPY_CHUNK = 1 << 20
 
 #: A session file given as a path, or as its bytes.
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
@@ -49,11 +53,44 @@ def open_copy(data: bytes, where: str) -> Iterator[sqlite3.Connection]:
     """
     if not data.startswith(SQLITE_MAGIC):
         raise SessionCorruptError(f"{where}: not an SQLite database")
+
+    def write(file: BinaryIO) -> None:
+        file.write(data)
+
+    with _open_private_copy(write, where) as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def open_file_copy(path: str | os.PathLike[str], where: str) -> Iterator[sqlite3.Connection]:
+    """As :func:`open_copy`, for a file copied chunk by chunk: a file of any size is
+    read in bounded memory (the copy is on disk, in a private temporary folder)."""
+    try:
+        source = open(path, "rb")  # noqa: SIM115 - closed below
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SessionCorruptError(f"{where}: cannot read the file ({reason})") from None
+    with source:
+        if source.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise SessionCorruptError(f"{where}: not an SQLite database")
+
+        def write(file: BinaryIO) -> None:
+            source.seek(0)
+            shutil.copyfileobj(source, file, _COPY_CHUNK)
+
+        with _open_private_copy(write, where) as connection:
+            yield connection
+
+
+@contextlib.contextmanager
+def _open_private_copy(
+    write: Callable[[BinaryIO], None], where: str
+) -> Iterator[sqlite3.Connection]:
     with tempfile.TemporaryDirectory(prefix="tgsession-import-") as folder:
         path = Path(folder) / "copy.sqlite"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            write(file)
         try:
             connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         except sqlite3.Error as exc:

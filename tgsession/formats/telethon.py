@@ -12,16 +12,19 @@ import base64
 import binascii
 import contextlib
 import datetime
+import functools
 import ipaddress
 import os
 import sqlite3
 import struct
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._errors import SessionCorruptError
 from ..codec import AUTH_KEY_LENGTH, EntityRow, SessionData, UpdateState
-from ._sqlite import Source, open_copy, read_source, table_columns
+from ._sqlite import Source, open_copy, open_file_copy, read_source, table_columns
 from ._validate import (
     cache_rows,
     check_one_byte_dc,
@@ -36,9 +39,14 @@ from ._validate import (
 __all__ = [
     "from_telethon_sqlite",
     "from_telethon_string",
+    "open_telethon_sqlite",
+    "telethon_sqlite_writer",
     "to_telethon_sqlite",
     "to_telethon_string",
 ]
+
+#: Entity rows per batch when a ``.session`` file is streamed.
+ENTITY_BATCH = 5000
 
 _STRING_VERSION = "1"
 _IPV4_PACKED = 1 + 4 + 2 + AUTH_KEY_LENGTH
@@ -109,23 +117,60 @@ def from_telethon_sqlite(source: Source, *, name: str = "the Telethon session fi
     opened for writing. Keeps the takeout id, the entity cache
     (rows that do not make sense are skipped: it is a cache) and the update state.
     Raises :class:`~tgsession.SessionCorruptError` for a file that is not one.
+    For a big file, :func:`open_telethon_sqlite` reads the entities in bounded memory.
     """
     raw, where = read_source(source, name)
     with open_copy(raw, where) as db:
         tables = table_columns(db)
-        needed = {"dc_id", "server_address", "port", "auth_key"}
-        if not needed <= tables.get("sessions", set()):
-            raise SessionCorruptError(f"{where}: not a Telethon session (no sessions table)")
-        takeout = ", takeout_id" if "takeout_id" in tables["sessions"] else ""
-        row = db.execute(
-            f"SELECT dc_id, server_address, port, auth_key{takeout} FROM sessions"
-        ).fetchone()
-        if row is None:
-            raise SessionCorruptError(f"{where}: the Telethon session holds no session row")
-        dc_id, address, port, key = row[:4]
-        takeout_id = row[4] if takeout else None
-        entities = _entities(db, tables)
-        updates = _updates(db, tables)
+        data = _session_row(db, tables, where)
+        data.entities = [row for batch in _entity_batches(db, tables) for row in batch]
+    return data
+
+
+@contextlib.contextmanager
+def open_telethon_sqlite(
+    path: str | os.PathLike[str], *, name: str | None = None, batch: int = ENTITY_BATCH
+) -> Iterator[tuple[SessionData, Iterator[list[EntityRow]]] | None]:
+    """Open a Telethon ``.session`` file of any size: yield ``(data, batches)``, where
+    ``data`` has ``entities=None`` and ``batches`` yields its entity rows ``batch`` at a
+    time, while the block runs. Memory stays bounded whatever the number of entities (the
+    file is copied on disk, privately, and never opened for writing).
+
+    Yields ``None`` when the file is an SQLite database but not a Telethon session (a
+    Pyrogram one, say). Raises :class:`~tgsession.SessionCorruptError` as
+    :func:`from_telethon_sqlite` does.
+    """
+    where = name or str(path)
+    with open_file_copy(path, where) as db:
+        tables = table_columns(db)
+        if not _looks_like_telethon(tables):
+            yield None
+            return
+        data = _session_row(db, tables, where)
+        data.entities = None
+        yield data, _entity_batches(db, tables, batch)
+
+
+def _looks_like_telethon(tables: dict[str, set[str]]) -> bool:
+    sessions = tables.get("sessions", set())
+    if "api_id" in sessions or "peers" in tables or "is_bot" in sessions:
+        return False  # Pyrogram's
+    return "entities" in tables or "takeout_id" in sessions
+
+
+def _session_row(db: sqlite3.Connection, tables: dict[str, set[str]], where: str) -> SessionData:
+    needed = {"dc_id", "server_address", "port", "auth_key"}
+    if not needed <= tables.get("sessions", set()):
+        raise SessionCorruptError(f"{where}: not a Telethon session (no sessions table)")
+    takeout = ", takeout_id" if "takeout_id" in tables["sessions"] else ""
+    row = db.execute(
+        f"SELECT dc_id, server_address, port, auth_key{takeout} FROM sessions"
+    ).fetchone()
+    if row is None:
+        raise SessionCorruptError(f"{where}: the Telethon session holds no session row")
+    dc_id, address, port, key = row[:4]
+    takeout_id = row[4] if takeout else None
+    updates = _updates(db, tables)
     if not isinstance(dc_id, int) or not isinstance(address, str) or not isinstance(port, int):
         raise SessionCorruptError(f"{where}: the session row has an invalid DC, address or port")
     key = checked_key_blob(key, where)
@@ -136,7 +181,7 @@ def from_telethon_sqlite(source: Source, *, name: str = "the Telethon session fi
         auth_key=key,
         takeout_id=takeout_id,
         updates=updates,
-        entities=entities,
+        entities=[],
     ), where)
 
 
@@ -148,6 +193,21 @@ def to_telethon_sqlite(data: SessionData, path: str | os.PathLike[str]) -> Path:
     ``path`` atomically (an existing file there is overwritten: check first). Raises
     ValueError when the session has no auth key or DC, OSError when writing fails.
     """
+    target = Path(path)
+    with telethon_sqlite_writer(data, target) as add_entities:
+        if data.entities:
+            add_entities(data.entities)
+    return target
+
+
+@contextlib.contextmanager
+def telethon_sqlite_writer(
+    data: SessionData, path: str | os.PathLike[str]
+) -> Iterator[Callable[[Sequence[EntityRow]], None]]:
+    """As :func:`to_telethon_sqlite`, with entity rows added batch by batch: the block
+    gets a function that adds a batch (so a stored cache of any size is written in
+    bounded memory). ``data.entities`` is not written here. The file replaces ``path``
+    only when the block ends without an error; otherwise nothing is left."""
     from telethon.crypto import AuthKey
     from telethon.sessions import SQLiteSession
     from telethon.tl import types
@@ -177,48 +237,52 @@ def to_telethon_sqlite(data: SessionData, path: str | os.PathLike[str]) -> Path:
             session.save()
         finally:
             session.close()
-        if data.entities:
-            _write_entities(temp, data.entities)
+        db = sqlite3.connect(temp)
+        try:
+            yield functools.partial(_write_entities, db)
+        finally:
+            db.close()
         os.replace(temp, target)
     except BaseException:
         _remove(temp)
         raise
-    return target
 
 
-def _write_entities(path: Path, rows: list[EntityRow]) -> None:
+def _write_entities(db: sqlite3.Connection, rows: Sequence[EntityRow]) -> None:
     # The same statement Telethon's SQLiteSession.process_entities runs.
     now = int(time.time())
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            db.executemany(
-                "insert or replace into entities values (?,?,?,?,?,?)",
-                [(*row, now) for row in rows],
-            )
-    finally:
-        db.close()
+    with db:
+        db.executemany(
+            "insert or replace into entities values (?,?,?,?,?,?)",
+            [(*row, now) for row in rows],
+        )
 
 
-def _entities(db: sqlite3.Connection, tables: dict[str, set[str]]) -> list[EntityRow]:
+def _entity_batches(
+    db: sqlite3.Connection, tables: dict[str, set[str]], batch: int = ENTITY_BATCH
+) -> Iterator[list[EntityRow]]:
     if not {"id", "hash", "username", "phone", "name"} <= tables.get("entities", set()):
-        return []
-    rows: list[EntityRow] = []
-    for entity_id, hash_, username, phone, name in db.execute(
-        "SELECT id, hash, username, phone, name FROM entities"
-    ):
-        if not isinstance(entity_id, int) or not isinstance(hash_, int):
-            continue
-        if isinstance(phone, int):
-            phone = str(phone)
-        rows.append((
-            entity_id,
-            hash_,
-            username.lower() if isinstance(username, str) else None,
-            phone if isinstance(phone, str) else None,
-            name if isinstance(name, str) else None,
-        ))
-    return cache_rows(rows)
+        return
+    cursor = db.execute("SELECT id, hash, username, phone, name FROM entities")
+    while chunk := cursor.fetchmany(batch):
+        rows = cache_rows([row for row in map(_entity_row, chunk) if row is not None])
+        if rows:
+            yield rows
+
+
+def _entity_row(values: tuple[Any, ...]) -> EntityRow | None:
+    entity_id, hash_, username, phone, name = values
+    if not isinstance(entity_id, int) or not isinstance(hash_, int):
+        return None
+    if isinstance(phone, int):
+        phone = str(phone)
+    return (
+        entity_id,
+        hash_,
+        username.lower() if isinstance(username, str) else None,
+        phone if isinstance(phone, str) else None,
+        name if isinstance(name, str) else None,
+    )
 
 
 def _updates(db: sqlite3.Connection, tables: dict[str, set[str]]) -> UpdateState | None:

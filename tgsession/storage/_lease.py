@@ -219,6 +219,7 @@ class ServerLease(SendGate):
         self._lost = asyncio.Event()
         self._released = False
         self._task: asyncio.Task[None] | None = None
+        self._taken_back_callbacks: list[Callable[[], object]] = []
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "released" if self._released else "held"
@@ -288,6 +289,18 @@ class ServerLease(SendGate):
     async def wait_lost(self) -> None:
         """Return once the lease is lost, for example to stop the client at once."""
         await self._lost.wait()
+
+    def on_taken_back(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` each time the lease is found expired and taken back (nobody
+        else took it). The server may have lost what it held, as a Redis restarted without
+        persistence does: :class:`~tgsession.StorageSession` then writes back what it holds."""
+        self._taken_back_callbacks.append(callback)
+
+    def note_taken_back(self) -> None:
+        """Record that a renew or a fenced write took the expired lease back."""
+        _log.warning("the lease on %s had expired and was taken back", self._where)
+        for callback in self._taken_back_callbacks:
+            callback()
 
     async def release(self) -> None:
         """Give the session up so a waiting holder takes it at once; idempotent.

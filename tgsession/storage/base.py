@@ -8,10 +8,18 @@ neither.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ENCRYPTED_MAGIC", "EntityStorage", "Lease", "Lockable", "Storage"]
+__all__ = [
+    "ENCRYPTED_MAGIC",
+    "EntityRecord",
+    "EntityStorage",
+    "Lease",
+    "Lockable",
+    "Storage",
+    "lookup_key_bytes",
+]
 
 #: How :class:`~tgsession.EncryptedStorage`'s output begins (never valid JSON), so readers
 #: without the key can say "encrypted" rather than "corrupt".
@@ -33,20 +41,57 @@ class Storage(Protocol):
     async def store_session(self, data: bytes) -> None: ...
 
 
+#: One entity row as a storage keeps it: Telethon's marked peer id, the row's opaque bytes,
+#: and the opaque lookup keys that find it (see :func:`tgsession.codec.entity_lookup_keys`).
+EntityRecord = tuple[int, bytes, tuple[str, ...]]
+
+
+def lookup_key_bytes(key: str) -> bytes:
+    """A lookup key as the built-in storages keep it: UTF-8, lone surrogates kept
+    (``surrogatepass``), since a display name may carry one and a key must never fail."""
+    return key.encode("utf-8", "surrogatepass")
+
+
 @runtime_checkable
 class EntityStorage(Protocol):
-    """Optional: an entity cache kept beside the session, written row by row.
+    """Optional: entity rows kept beside the session, with point lookups.
 
-    Rows are opaque bytes keyed by Telethon's marked peer id. ``store_entities`` upserts
-    only the given rows, so the cost of a save grows with what changed, not with the
-    size of the cache. A torn or missing row after a crash is acceptable: it is a cache.
+    A storage that implements this keeps any number of rows and answers one lookup at a
+    time, so a session never loads the whole cache: memory and restart time do not grow
+    with the number of cached entities. Rows are opaque bytes; lookup keys are opaque
+    strings (a username, a phone or a name as the session spells them; an encrypting
+    wrapper passes keyed hashes instead).
+
+    - ``get_entity(id)``: the row stored under ``id``, or ``None``.
+    - ``find_entity(key)``: ``(id, row)`` of the row most recently stored with ``key``
+      among its lookup keys, or ``None``. The row may have been stored again since without
+      that key (a username that moved): callers check the row itself.
+    - ``store_entities(records)``: upsert the given rows together with their lookup keys;
+      its cost grows with ``len(records)``, never with the size of the cache. Not atomic
+      as a whole: a row torn or missing after a crash costs one lookup (it is a cache).
+    - ``clear_entities()``: remove every row and lookup key.
+    - ``count_entities()``: how many rows are stored, without reading them.
+    - ``iter_entities(batch)``: every ``(id, row)``, in batches of at most ``batch``, in
+      bounded memory (for export and copy); the order is unspecified.
+
+    Within one ``store_entities`` call a later record wins over an earlier one with the
+    same id or the same key. A storage that cannot read one row (torn by a crash,
+    undecodable, sealed under another key) returns ``None`` for it rather than raising.
+    Failures to reach or to open the storage (a server down, a file that is not a
+    database or that others may read) raise :class:`~tgsession.SessionStorageError`.
     """
 
-    async def load_entities(self) -> dict[int, bytes]: ...
+    async def get_entity(self, entity_id: int) -> bytes | None: ...
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None: ...
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None: ...
+
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None: ...
 
     async def clear_entities(self) -> None: ...
+
+    async def count_entities(self) -> int: ...
+
+    def iter_entities(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, bytes]]]: ...
 
 
 @runtime_checkable

@@ -17,6 +17,18 @@ The associated data is the whole header (magic to nonce) followed by what the va
 (``session``, or ``entity:<peer id>``), so no header byte can be altered and no row can
 be swapped for another or for the session without the tag failing.
 
+Entity lookup keys (``username:alice``...) are never stored in clear: the inner storage
+gets ``h:`` + base64url(HMAC-SHA256(subkey, key)), where the subkey is HKDF-SHA256 of a
+raw key, or scrypt of a passphrase under a fixed public salt (every process must find the
+same keys without reading anything first; prefer a raw key from ``tgsession keygen``,
+which no dictionary can guess). A lookup then reads and opens one row.
+
+Cost bound: entity rows are opened only with what this storage writes with: a raw key, or
+a passphrase under this storage's own scrypt salt and the default parameters. A row sealed
+under other scrypt parameters or another salt is a cache miss, opened with no key
+derivation, so a crafted store cannot make a start slow. Each distinct (passphrase,
+parameters) is derived at most once per process.
+
 Data that is not sealed (no magic) is refused with :class:`~tgsession.SessionDecryptError`
 rather than accepted: anyone able to write the storage could otherwise plant a session
 of their choosing, which authenticated encryption exists to prevent. An existing
@@ -27,19 +39,30 @@ plaintext session is sealed in place, deliberately, with
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-from .._errors import SessionDecryptError, SessionNotFoundError, SessionVersionError
+from .._errors import (
+    SessionCorruptError,
+    SessionDecryptError,
+    SessionNotFoundError,
+    SessionVersionError,
+)
 from ..keys import KEY_LENGTH, SessionKey, parse_key
-from .base import ENCRYPTED_MAGIC, EntityStorage, Lease, Lockable, Storage
+from .base import ENCRYPTED_MAGIC, EntityRecord, EntityStorage, Lease, Lockable, Storage
 
 try:
     from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 except ImportError as exc:  # the crypto extra is optional; say how to get it
     raise ImportError(
@@ -68,8 +91,12 @@ _SCRYPT_LOG2_N_RANGE = range(14, 19)
 _SCRYPT_R_RANGE = range(1, 17)
 _SCRYPT_P_RANGE = range(1, 5)
 _SCRYPT_MAX_MEMORY = 256 * 1024 * 1024
-# Distinct salts derived per load of the entity rows; rows under others are dropped.
-_MAX_ROW_SALTS = 8
+# Derived passphrase keys kept per process (distinct passphrases x salts in use).
+_DERIVED_CACHE_SIZE = 16
+# Lookup keys: what the HMAC subkey is derived with, and how blinded keys begin.
+_LOOKUP_INFO = b"tgsession entity lookup keys v1"
+_LOOKUP_SALT = hashlib.sha256(_LOOKUP_INFO).digest()[:SALT_LENGTH]
+_BLIND_PREFIX = "h:"
 
 _PREFIX = struct.Struct(">4sBB")
 _SCRYPT = struct.Struct(">16sBBB")
@@ -152,6 +179,52 @@ def _derive(passphrase: bytes, params: _ScryptParams) -> bytes:
     return kdf.derive(passphrase)
 
 
+# (passphrase, params) -> derived key, shared by every EncryptedStorage of the process, so a
+# restart of a session in one process, or many storages over one key, derive once.
+_derived_keys: OrderedDict[tuple[bytes, _ScryptParams], bytes] = OrderedDict()
+
+
+# Derivations under way, so that concurrent lookups wait for one instead of each deriving.
+_pending_keys: dict[tuple[bytes, _ScryptParams], asyncio.Future[bytes]] = {}
+
+
+async def _derive_cached(passphrase: bytes, params: _ScryptParams) -> bytes:
+    cache_key = (passphrase, params)
+    derived = _derived_keys.get(cache_key)
+    if derived is None:
+        pending = _pending_keys.get(cache_key)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(asyncio.to_thread(_derive, passphrase, params))
+            _pending_keys[cache_key] = pending
+        try:
+            derived = await asyncio.shield(pending)  # a cancelled waiter leaves it running
+        finally:
+            if pending.done() and _pending_keys.get(cache_key) is pending:
+                del _pending_keys[cache_key]
+        _derived_keys[cache_key] = derived
+        while len(_derived_keys) > _DERIVED_CACHE_SIZE:
+            _derived_keys.popitem(last=False)
+    _derived_keys.move_to_end(cache_key)
+    return derived
+
+
+def _default_params(salt: bytes) -> _ScryptParams:
+    return _ScryptParams(salt, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
+
+
+async def _lookup_subkey(key: SessionKey) -> bytes:
+    """The HMAC key that blinds lookup keys: the same in every process with ``key``."""
+    if key.kind == "raw":
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LOOKUP_INFO)
+        return hkdf.derive(key.material)
+    return await _derive_cached(key.material, _default_params(_LOOKUP_SALT))
+
+
+def _blind(subkey: bytes, key: str) -> str:
+    digest = hmac.new(subkey, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    return _BLIND_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 def _entity_context(peer_id: int) -> bytes:
     return b"entity:%d" % peer_id
 
@@ -161,15 +234,18 @@ class EncryptedStorage:
 
     ``key`` is 32 raw bytes, base64 text of 32 bytes (``SESSION_KEY``, see
     :func:`tgsession.keys.generate_key`) or a passphrase (derived with scrypt in a worker
-    thread, once per salt). ``old_keys`` are tried when ``key`` does not open a value, so
-    keys can be rotated: values are always written with ``key``.
+    thread, once per salt and process). ``old_keys`` are tried when ``key`` does not open
+    a value, so keys can be rotated: values are always written with ``key``. Entity rows
+    move to the new key as they are stored again; a row only an old key opens is still
+    read, and one no key opens is a cache miss (the session fetches it again).
 
     ``load_session`` raises :class:`~tgsession.SessionNotFoundError` when the inner
     storage has nothing, and :class:`~tgsession.SessionDecryptError` for a wrong key,
     altered, truncated or unencrypted data; the stored data is never changed by a load.
 
     The wrapper is an :class:`~tgsession.storage.EntityStorage` exactly when ``inner`` is
-    one (each row sealed alone) and :class:`~tgsession.storage.Lockable` exactly when
+    one (each row sealed alone, lookup keys blinded with HMAC-SHA256; a row that does not
+    open reads as ``None``) and :class:`~tgsession.storage.Lockable` exactly when
     ``inner`` is (``acquire`` delegates), so ``isinstance`` checks answer truthfully::
 
         storage = EncryptedStorage(FileStorage("session.json"), os.environ["SESSION_KEY"])
@@ -205,13 +281,13 @@ class EncryptedStorage:
     ) -> None:
         self._inner = inner
         self._keys = [parse_key(key), *(parse_key(old) for old in old_keys)]
-        # Derived keys per (passphrase index, scrypt params): scrypt runs once per salt.
-        self._derived: dict[tuple[int, _ScryptParams], AESGCM] = {}
         # The salt new passphrase values are written with: the one last read when it was
         # the current key's (a restart then derives once, not twice), else a fresh one.
         self._write_params: _ScryptParams | None = None
-        # Rows read with an old key, written again with the current key on the next store.
-        self._stale_rows: dict[int, bytes] = {}
+        # Every raw key's cipher, made once (a row lookup opens one row with them).
+        self._raw_ciphers = [AESGCM(k.material) for k in self._keys if k.kind == "raw"]
+        # One HMAC subkey per key (current first), derived on first use.
+        self._lookup_subkeys: list[bytes] | None = None
 
     def __repr__(self) -> str:
         rotation = f", old_keys={len(self._keys) - 1}" if len(self._keys) > 1 else ""
@@ -250,7 +326,12 @@ class EncryptedStorage:
             await self._inner.store_session(b"")
             return
         await self._inner.store_session(await self._seal(bytes(data), _SESSION_CONTEXT))
-        await self._flush_stale_rows()
+
+    async def aclose(self) -> None:
+        """Close the inner storage (its ``aclose()``, when it has one)."""
+        aclose = getattr(self._inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     async def encrypt_existing(self) -> bool:
         """Seal a session (and its entity rows) that was stored before encryption was on.
@@ -271,11 +352,7 @@ class EncryptedStorage:
             await self.load_session()  # sealed already: only check that the keys open it
             return False
         if isinstance(self._inner, EntityStorage):
-            rows = await self._inner.load_entities()
-            plain = {peer: row for peer, row in rows.items() if not _is_sealed(row)}
-            if plain:
-                sealed = await self._seal_rows(plain)
-                await self._inner.store_entities(sealed)
+            await self._encrypt_existing_rows(self._inner)
         await self._inner.store_session(await self._seal(blob, _SESSION_CONTEXT))
         logger.warning("encrypted the session stored in %r, which was not encrypted", self._inner)
         return True
@@ -288,18 +365,29 @@ class EncryptedStorage:
             return await asyncio.to_thread(_seal_one, cipher, header_prefix, plaintext, context)
         return _seal_one(cipher, header_prefix, plaintext, context)
 
-    async def _seal_rows(self, rows: Mapping[int, bytes]) -> dict[int, bytes]:
+    async def _seal_records(self, records: Sequence[EntityRecord]) -> list[EntityRecord]:
+        """Rows sealed alone (bound to their id), lookup keys blinded."""
         cipher, header_prefix = await self._write_cipher()
+        subkey = (await self._subkeys())[0]
 
-        def seal_all() -> dict[int, bytes]:
-            return {
-                peer: _seal_one(cipher, header_prefix, bytes(row), _entity_context(peer))
-                for peer, row in rows.items()
-            }
+        def seal_all() -> list[EntityRecord]:
+            return [
+                (
+                    peer,
+                    _seal_one(cipher, header_prefix, bytes(row), _entity_context(peer)),
+                    tuple(_blind(subkey, key) for key in keys),
+                )
+                for peer, row, keys in records
+            ]
 
-        if len(rows) > _THREAD_THRESHOLD_ROWS:
+        if len(records) > _THREAD_THRESHOLD_ROWS:
             return await asyncio.to_thread(seal_all)
         return seal_all()
+
+    async def _subkeys(self) -> list[bytes]:
+        if self._lookup_subkeys is None:
+            self._lookup_subkeys = [await _lookup_subkey(key) for key in self._keys]
+        return self._lookup_subkeys
 
     async def _write_cipher(self) -> tuple[AESGCM, bytes]:
         """The current key's cipher and the header up to (not including) the nonce."""
@@ -307,9 +395,7 @@ class EncryptedStorage:
         if key.kind == "raw":
             return AESGCM(key.material), _PREFIX.pack(MAGIC, VERSION, KDF_RAW)
         if self._write_params is None:
-            self._write_params = _ScryptParams(
-                os.urandom(SALT_LENGTH), SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P
-            )
+            self._write_params = _default_params(os.urandom(SALT_LENGTH))
         params = self._write_params
         cipher = await self._passphrase_cipher(0, params)
         header = _PREFIX.pack(MAGIC, VERSION, KDF_SCRYPT) + _SCRYPT.pack(
@@ -318,11 +404,7 @@ class EncryptedStorage:
         return cipher, header
 
     async def _passphrase_cipher(self, index: int, params: _ScryptParams) -> AESGCM:
-        cached = self._derived.get((index, params))
-        if cached is None:
-            derived = await asyncio.to_thread(_derive, self._keys[index].material, params)
-            cached = self._derived[(index, params)] = AESGCM(derived)
-        return cached
+        return AESGCM(await _derive_cached(self._keys[index].material, params))
 
     # -- opening --------------------------------------------------------------------------
 
@@ -366,98 +448,107 @@ class EncryptedStorage:
 
     # -- entity rows (used by the EntityStorage subclasses) ------------------------------
 
-    async def _load_rows(self) -> dict[int, bytes]:
+    def _entity_inner(self) -> EntityStorage:
         assert isinstance(self._inner, EntityStorage)
-        blobs = await self._inner.load_entities()
-        # Derive each distinct passphrase salt once, on a worker thread, before opening.
-        ciphers: dict[_ScryptParams, list[tuple[int, AESGCM]]] = {}
-        parsed: dict[int, _Sealed] = {}
-        for peer, blob in blobs.items():
-            try:
-                sealed = _parse(blob)
-            except _Unsealable:
-                continue
-            if sealed.scrypt is not None and sealed.scrypt not in ciphers:
-                if len(ciphers) == _MAX_ROW_SALTS:
-                    continue  # a hostile log must not cost a derivation per row
-                ciphers[sealed.scrypt] = await self._candidate_ciphers(sealed)
-            parsed[peer] = sealed
-        raw_ciphers = [
-            (index, AESGCM(key.material))
+        return self._inner
+
+    async def _row_ciphers(self, sealed: _Sealed) -> list[AESGCM]:
+        """The ciphers that may open a row, at no derivation beyond this storage's own.
+
+        Raw keys for a raw row. For a passphrase row: only when it has the default scrypt
+        parameters and this storage's write salt (adopted from the row when this storage
+        has none yet, as a session read would): anything else is a cache miss.
+        """
+        if sealed.scrypt is None:
+            return self._raw_ciphers
+        params = sealed.scrypt
+        if params != _default_params(params.salt):
+            return []
+        if self._write_params is None and self._keys[0].kind == "passphrase":
+            self._write_params = params
+        if params != self._write_params:
+            return []
+        return [
+            await self._passphrase_cipher(index, params)
             for index, key in enumerate(self._keys)
-            if key.kind == "raw"
+            if key.kind == "passphrase"
         ]
 
-        def open_all() -> dict[int, tuple[bytes, int]]:
-            opened: dict[int, tuple[bytes, int]] = {}
-            for peer, sealed in parsed.items():
-                context = _entity_context(peer)
-                candidates = raw_ciphers if sealed.scrypt is None else ciphers[sealed.scrypt]
-                for index, cipher in candidates:
-                    plaintext = _open_one(cipher, sealed, context)
-                    if plaintext is not None:
-                        opened[peer] = (plaintext, index)
-                        break
-            return opened
+    async def _open_row(self, peer: int, blob: bytes) -> bytes | None:
+        try:
+            sealed = _parse(blob)
+        except _Unsealable:
+            return None
+        context = _entity_context(peer)
+        for cipher in await self._row_ciphers(sealed):
+            plaintext = _open_one(cipher, sealed, context)
+            if plaintext is not None:
+                return plaintext
+        return None
 
-        if len(parsed) > _THREAD_THRESHOLD_ROWS:
-            opened = await asyncio.to_thread(open_all)
-        else:
-            opened = open_all()
-        rows = {peer: plaintext for peer, (plaintext, _) in opened.items()}
-        # Rows under an old key, or under another salt of this passphrase, are rewritten
-        # with the next store: keys rotate fully, and rows converge on one salt so a load
-        # derives once however many times processes restarted.
-        stale = {
-            peer: plaintext
-            for peer, (plaintext, index) in opened.items()
-            if index != 0 or not self._is_write_salt(parsed[peer].scrypt)
-        }
-        dropped = len(blobs) - len(rows)
-        if blobs and not rows:
-            raise SessionDecryptError(
-                f"cannot decrypt any of the {len(blobs)} entity rows stored in "
-                f"{self._inner!r}: wrong key, or the rows were altered or not encrypted; "
-                "check SESSION_KEY (when rotating keys, pass the previous one in old_keys)"
-            )
-        if dropped:
-            # The entity cache tolerates lost rows (Telethon refetches them); a wrong key
-            # would have failed every row, which is refused above.
-            logger.warning(
-                "dropped %d of %d entity rows in %r that could not be decrypted",
-                dropped,
-                len(blobs),
-                self._inner,
-            )
-        self._stale_rows = stale
-        return rows
+    async def _get_row(self, entity_id: int) -> bytes | None:
+        blob = await self._entity_inner().get_entity(entity_id)
+        return None if blob is None else await self._open_row(entity_id, blob)
 
-    def _is_write_salt(self, params: _ScryptParams | None) -> bool:
-        """Whether a value the current key opened was sealed as it would be now."""
-        if params is None or self._keys[0].kind == "raw":
-            return True
-        if self._write_params is None:
-            self._write_params = params
-        return params == self._write_params
+    async def _find_row(self, key: str) -> tuple[int, bytes] | None:
+        inner = self._entity_inner()
+        for subkey in await self._subkeys():  # the current key's blinding first
+            found = await inner.find_entity(_blind(subkey, key))
+            if found is not None:
+                row = await self._open_row(*found)
+                if row is not None:
+                    return found[0], row
+        return None
 
-    async def _store_rows(self, rows: Mapping[int, bytes]) -> None:
-        assert isinstance(self._inner, EntityStorage)
-        for peer in rows:
-            self._stale_rows.pop(peer, None)
-        if rows:
-            await self._inner.store_entities(await self._seal_rows(rows))
-        await self._flush_stale_rows()
+    async def _store_rows(self, records: Sequence[EntityRecord]) -> None:
+        if records:
+            await self._entity_inner().store_entities(await self._seal_records(records))
 
-    async def _flush_stale_rows(self) -> None:
-        if not self._stale_rows or not isinstance(self._inner, EntityStorage):
+    async def _iter_rows(self, batch: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+        async for blobs in self._entity_inner().iter_entities(batch):
+            parsed: list[tuple[int, _Sealed, list[AESGCM]]] = []
+            for peer, blob in blobs:
+                try:
+                    sealed = _parse(blob)
+                except _Unsealable:
+                    continue
+                parsed.append((peer, sealed, await self._row_ciphers(sealed)))
+
+            if len(parsed) > _THREAD_THRESHOLD_ROWS:
+                rows = await asyncio.to_thread(_open_rows, parsed)
+            else:
+                rows = _open_rows(parsed)
+            if len(rows) < len(blobs):
+                missed = len(blobs) - len(rows)
+                logger.debug("%d of %d entity rows did not open", missed, len(blobs))
+            if rows:
+                yield rows
+
+    async def _encrypt_existing_rows(self, inner: EntityStorage) -> None:
+        """Seal plaintext rows with blinded keys; the plaintext keys must go, so every row
+        is read, the rows cleared, and all stored again (a one-off migration)."""
+        from ..codec import decode_entity_row, entity_lookup_keys
+
+        records: list[EntityRecord] = []
+        plain = False
+        async for blobs in inner.iter_entities(1000):
+            for peer, blob in blobs:
+                if _is_sealed(blob):
+                    row = await self._open_row(peer, blob)
+                    if row is None:
+                        continue
+                else:
+                    plain, row = True, blob
+                try:
+                    keys = entity_lookup_keys(decode_entity_row(row))
+                except SessionCorruptError:
+                    keys = ()
+                records.append((peer, row, keys))
+        if not plain:
             return
-        stale, self._stale_rows = self._stale_rows, {}
-        await self._inner.store_entities(await self._seal_rows(stale))
-
-    async def _clear_rows(self) -> None:
-        assert isinstance(self._inner, EntityStorage)
-        self._stale_rows = {}
-        await self._inner.clear_entities()
+        await inner.clear_entities()
+        for start in range(0, len(records), 1000):
+            await self._store_rows(records[start : start + 1000])
 
 
 def _seal_one(cipher: AESGCM, header_prefix: bytes, plaintext: bytes, context: bytes) -> bytes:
@@ -473,25 +564,47 @@ def _open_one(cipher: AESGCM, sealed: _Sealed, context: bytes) -> bytes | None:
         return None
 
 
+def _open_rows(parsed: list[tuple[int, _Sealed, list[AESGCM]]]) -> list[tuple[int, bytes]]:
+    """Each row opened with the first of its ciphers that opens it; others left out."""
+    opened: list[tuple[int, bytes]] = []
+    for peer, sealed, ciphers in parsed:
+        context = _entity_context(peer)
+        for cipher in ciphers:
+            plaintext = _open_one(cipher, sealed, context)
+            if plaintext is not None:
+                opened.append((peer, plaintext))
+                break
+    return opened
+
+
 def _is_sealed(blob: bytes) -> bool:
     return blob.startswith(MAGIC)
 
 
 class _EncryptedEntityStorage(EncryptedStorage):
-    """An :class:`EncryptedStorage` over an EntityStorage: each row sealed alone."""
+    """An :class:`EncryptedStorage` over an EntityStorage: rows sealed alone, keys blinded."""
 
-    async def load_entities(self) -> dict[int, bytes]:
-        """The rows that open with these keys; rows that do not are dropped, with a warning.
+    async def get_entity(self, entity_id: int) -> bytes | None:
+        """The row under ``entity_id``; ``None`` if absent or if it does not open."""
+        return await self._get_row(entity_id)
 
-        Raises :class:`~tgsession.SessionDecryptError` when rows exist but none opens.
-        """
-        return await self._load_rows()
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None:
+        """Looks up the blinded ``key`` (the current key's, then each old key's)."""
+        return await self._find_row(key)
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
-        await self._store_rows(rows)
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
+        await self._store_rows(records)
 
     async def clear_entities(self) -> None:
-        await self._clear_rows()
+        await self._entity_inner().clear_entities()
+
+    async def count_entities(self) -> int:
+        """The inner storage's count (rows that no key opens count too)."""
+        return await self._entity_inner().count_entities()
+
+    def iter_entities(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The rows that open, batch by batch (rows that do not are skipped)."""
+        return self._iter_rows(batch)
 
     async def delete_session(self) -> None:
         """Remove the session and its rows, and what the inner storage keeps for them

@@ -1,21 +1,21 @@
-"""A session in a private file, replaced atomically, with an entity log and a process lock.
+"""A session in a private file, replaced atomically, with an entity database and a lock.
 
 Three files live side by side (all 0600, in a folder created 0700)::
 
-    session.json            the session bytes, replaced whole by temp file + rename
-    session.json.entities   the entity cache, an append-only log (see ``_entitylog``)
-    session.json.lock       flock'ed by the holder, names it; never deleted
+    session.json                  the session bytes, replaced whole by temp file + rename
+    session.json.entities.sqlite  the entity cache: SQLite in WAL mode (see ``_entitydb``),
+                                  with its -wal and -shm files
+    session.json.lock             flock'ed by the holder, names it; never deleted
 
-Every file operation runs off the event loop, and each public operation is ONE plain
-blocking function run once in the event loop's default executor (``aiofiles.os.wrap``):
-``acquire`` (folders, lock, tidying), ``load_session`` (open, fstat, permission check, read, close),
-``store_session`` (folders, checks, temp file, write, fsync, rename, folder fsync),
-``load_entities`` (read and replay), ``store_entities`` (encode, append, fsync). Each
-thread hop costs tens to hundreds of microseconds (a queue hand-off, a wake-up, maybe a new pool
-thread), which dominated these operations when every syscall was its own hop (aiofiles
-hops once per call); doing the syscalls back to back in one thread makes opening a
-session several times cheaper and never blocks the loop either. Only polling a busy lock
-and a due compaction take further hops.
+Every file operation runs off the event loop. The session document's operations are ONE
+plain blocking function each, run once in the event loop's default executor
+(``aiofiles.os.wrap``): ``acquire`` (folders, lock, tidying), ``load_session`` (open,
+fstat, permission check, read, close), ``store_session`` (folders, checks, temp file,
+write, fsync, rename, folder fsync). Each thread hop costs tens to hundreds of
+microseconds, which dominated these operations when every syscall was its own hop; doing
+the syscalls back to back in one thread makes opening a session several times cheaper
+and never blocks the loop either. The entity database has its own thread, which owns its
+SQLite connection: one hop per lookup or write batch.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ import secrets
 import shlex
 import stat
 import sys
-from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from .._errors import LeaseLostError, SessionNotFoundError, SessionStorageError, TgSessionError
-from ._entitylog import HEADER, Replay, encode_records, replay
+from .._errors import LeaseLostError, SessionNotFoundError, SessionStorageError
+from ._entitydb import EntityDatabase
 from ._filelock import (
     _O_CLOEXEC,
     _O_NOFOLLOW,
@@ -45,6 +44,7 @@ from ._filelock import (
     probe_lock_holder,
     run_blocking,
 )
+from .base import EntityRecord
 
 if sys.platform == "darwin":
     import fcntl
@@ -56,21 +56,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _TEMP_ATTEMPTS = 8
-#: The entity log is compacted once it holds more than this many records...
-COMPACT_MIN_RECORDS = 1000
-#: ...and more than this many times the live rows (so compaction costs O(1) per record).
-COMPACT_RATIO = 2
 _READ_CHUNK = 1 << 16
-
-
-@dataclass
-class _LogState:
-    """What this object knows of the entity log it last read or wrote."""
-
-    file: tuple[int, int]  # st_dev, st_ino: a compaction elsewhere changes it
-    end: int  # where the valid records end (the file size after our last append)
-    records: int
-    live: int  # a lower bound on the live rows (exact after a replay)
 
 
 class FileStorage:
@@ -88,14 +74,19 @@ class FileStorage:
       private keys) and left untouched, unless ``allow_insecure_permissions=True``.
     - I/O failures (disk full, read-only file system, ...) raise
       :class:`~tgsession.SessionStorageError` naming the file; the previous session stays.
-    - :class:`~tgsession.storage.EntityStorage`: rows go to ``<path>.entities``, an
-      append-only log (one write and one fsync per ``store_entities`` call). A record torn
-      by a crash is dropped on load. The log is rewritten atomically, in a worker thread,
-      once it holds over ``COMPACT_MIN_RECORDS`` records and over ``COMPACT_RATIO`` times
-      the live rows.
+    - :class:`~tgsession.storage.EntityStorage`: rows go to ``<path>.entities.sqlite``,
+      an SQLite database in WAL mode with an index on the lookup keys (one transaction
+      per ``store_entities`` call, so a crash keeps a batch whole or drops it whole), run
+      by a thread of its own that owns the connection. Lookups never read more than the
+      row they want; a read never creates the database. An entity log of an older
+      version (``<path>.entities``) is imported on first use, then removed. The database
+      and its ``-wal``/``-shm`` files are held to the same permission rules, and a symlink
+      at any of those names is refused.
     - :class:`~tgsession.storage.Lockable`: ``acquire()`` flocks ``<path>.lock``; the OS
-      releases it if the process dies. Two objects, even in one process, exclude each
-      other.
+      releases it if the process dies. While this object's lease is held, an entity write
+      after the lock file was deleted or replaced raises
+      :class:`~tgsession.LeaseLostError` and stores nothing. Two objects, even in one
+      process, exclude each other.
 
     Writes through one object are serialized and never reordered; a cancelled write may
     still complete. Example::
@@ -109,13 +100,20 @@ class FileStorage:
         self, path: str | os.PathLike[str], *, allow_insecure_permissions: bool = False
     ) -> None:
         self._path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
-        self._entities_path = self._path.with_name(self._path.name + ".entities")
+        self._legacy_log_path = self._path.with_name(self._path.name + ".entities")
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._allow_insecure = allow_insecure_permissions
         self._session_writes = asyncio.Lock()
-        self._entity_writes = asyncio.Lock()
-        self._log: _LogState | None = None
-        self._lease: FileLease | None = None  # checked before each session write
+        self._entities_db_path = self._path.with_name(self._path.name + ".entities.sqlite")
+        self._entities = EntityDatabase(
+            self._entities_db_path,
+            self._legacy_log_path,
+            check_private=self._check_private,
+            make_folders=lambda: _make_private_folders(self._path.parent),
+            storage_error=_storage_error,
+            fence=self._fence_entity_write,
+        )
+        self._lease: FileLease | None = None  # checked before each write
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -127,8 +125,14 @@ class FileStorage:
 
     @property
     def entities_path(self) -> Path:
-        """The entity log beside the session file."""
-        return self._entities_path
+        """The entity database beside the session file (SQLite; ``-wal`` and ``-shm``
+        files beside it)."""
+        return self._entities.path
+
+    @property
+    def legacy_entities_path(self) -> Path:
+        """Where tgsession 0.x kept the entity log; imported and removed on first use."""
+        return self._legacy_log_path
 
     @property
     def lock_path(self) -> Path:
@@ -163,26 +167,36 @@ class FileStorage:
 
     # -- EntityStorage ------------------------------------------------------------------
 
-    async def load_entities(self) -> dict[int, bytes]:
-        """Replay the entity log (last value per id wins; a torn tail is ignored)."""
-        try:
-            size, file, result = await run_blocking(self._load_log)
-        except FileNotFoundError:
-            return {}
-        self._warn_if_torn(size, result.valid_end)
-        self._log = _LogState(file, result.valid_end, result.records, len(result.rows))
-        return result.rows
+    async def get_entity(self, entity_id: int) -> bytes | None:
+        """The row stored under ``entity_id``, or ``None`` (one indexed read)."""
+        return await self._entities.get(entity_id)
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
-        """Append the given rows to the log (one write, one fsync); compact when due."""
-        if not rows:
-            return
-        items = list(rows.items())
-        await self._serialized(self._entity_writes, self._append(items))
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None:
+        """``(id, row)`` most recently stored with lookup key ``key``, or ``None``."""
+        return await self._entities.find(key)
+
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
+        """Upsert ``records`` with their lookup keys in one transaction (one fsync)."""
+        await self._entities.store(records)
 
     async def clear_entities(self) -> None:
-        """Delete the entity log (atomically: it is gone or intact)."""
-        await self._serialized(self._entity_writes, self._remove(self._entities_path))
+        """Remove every row and lookup key (and an old entity log not imported yet)."""
+        await self._entities.clear()
+
+    async def count_entities(self) -> int:
+        """How many rows are stored (counted by SQLite; no row is read into Python)."""
+        return await self._entities.count()
+
+    def iter_entities(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Every ``(id, row)`` in id order, ``batch`` rows per thread hop."""
+        return self._entities.iterate(batch)
+
+    async def aclose(self) -> None:
+        """Close the entity database's connection and thread (reopened if used again).
+
+        The lock is not released here: release the lease you acquired.
+        """
+        await self._entities.close()
 
     # -- Lockable -----------------------------------------------------------------------
 
@@ -203,12 +217,14 @@ class FileStorage:
         return self._lease
 
     async def delete_session(self) -> None:
-        """Remove the session file, the entity log and, while this object holds the lock
-        (:meth:`acquire`), the lock file too (``logout`` leaves nothing behind).
+        """Remove the session file and the entity rows and, while this object holds the
+        lock (:meth:`acquire`), the entity database's files and the lock file too
+        (``logout`` leaves nothing behind).
 
         A process that opened the lock file just before it went locks a deleted file, sees
         that and tries again, so the lock still excludes everyone. Without the lock the
-        lock file is kept: it may be another holder's.
+        lock file and the (emptied) entity database are kept: they may be in another
+        holder's use.
         """
         await self.clear_entities()
         await self.store_session(b"")
@@ -217,7 +233,14 @@ class FileStorage:
                 await self._lease.check()
             except LeaseLostError:
                 return
+            await self._entities.close()
+            for path in self._entity_files():
+                await run_blocking(_unlink_durably, path)
             await run_blocking(_unlink_durably, self._lock_path)
+
+    def _entity_files(self) -> tuple[Path, ...]:
+        database = self._entities_db_path
+        return (database, *(database.with_name(database.name + end) for end in ("-wal", "-shm")))
 
     async def lock_holder(self) -> str | None:
         """Who holds the lock now (``pid 1234 on host-a since ...``), or ``None``."""
@@ -249,19 +272,6 @@ class FileStorage:
             await run_blocking(_unlink_durably, target)
         except OSError as error:
             raise _storage_error("delete", target, error) from error
-        if target == self._entities_path:
-            self._log = None
-
-    async def _append(self, items: Sequence[tuple[int, bytes]]) -> None:
-        state, self._log = self._log, None  # unknown until the append is durable
-        state = await run_blocking(self._append_now, items, state)
-        self._log = state
-        if state.records > COMPACT_MIN_RECORDS and state.records > COMPACT_RATIO * state.live:
-            try:
-                self._log = None
-                self._log = await run_blocking(self._compact_now)
-            except TgSessionError as error:  # the rows are stored; compaction can wait
-                logger.warning("could not compact %s: %s", self._entities_path, error)
 
     # -- internals: blocking, run in a worker thread ------------------------------------
 
@@ -284,9 +294,11 @@ class FileStorage:
             raise _storage_error("read", path, error) from error
         return data, (info.st_dev, info.st_ino)
 
-    def _load_log(self) -> tuple[int, tuple[int, int], Replay]:
-        data, file = self._read_private(self._entities_path)
-        return len(data), file, replay(data, str(self._entities_path))
+    def _fence_entity_write(self) -> None:
+        """Refuse an entity write by a holder whose lock file was deleted or replaced
+        (another process may hold the session now); run in the entity thread."""
+        if self._lease is not None:
+            self._lease.verify_now()
 
     def _check_private(self, path: Path, info: os.stat_result) -> None:
         if self._allow_insecure:
@@ -335,92 +347,7 @@ class FileStorage:
             raise _storage_error("create the folder of", self._path, error) from error
 
     def _tidy_after_lock(self) -> None:
-        _remove_leftover_temps((self._path, self._entities_path))
-
-    def _append_now(self, items: Sequence[tuple[int, bytes]], state: _LogState | None) -> _LogState:
-        """Append records after the valid ones (one write, one fsync); return the new state.
-
-        ``state`` is what this object last knew of the log; when the file is not the one,
-        or not the size, it knew (another writer, a crash), the log is replayed first and
-        a torn tail cut off.
-        """
-        payload = encode_records(items)
-        path = self._entities_path
-        try:
-            _make_private_folders(path.parent)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-            try:
-                info = os.fstat(fd)
-                self._check_private(path, info)
-                file_id = (info.st_dev, info.st_ino)
-                if state is None or state.file != file_id or state.end != info.st_size:
-                    state = self._recover_log(fd, file_id, info.st_size)
-                end = state.end
-                if end == 0:
-                    payload = HEADER + payload
-                try:
-                    _pwrite_all(fd, payload, end)
-                    _fsync(fd)
-                    if end == 0:  # a new log: make its name durable too
-                        _fsync_folder(path.parent)
-                except OSError:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, end)
-                    raise
-            finally:
-                os.close(fd)
-        except OSError as error:
-            raise _storage_error("write", path, error) from error
-        count = len(items)
-        # A batch has distinct ids, so it is a lower bound on the live rows.
-        return _LogState(file_id, end + len(payload), state.records + count, max(state.live, count))
-
-    def _recover_log(self, fd: int, file_id: tuple[int, int], size: int) -> _LogState:
-        """Find where the valid records end (another writer, or a crash, changed the log)
-        and cut off a torn tail, so appended records follow valid ones."""
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = _read_all(fd, size)
-        result = replay(data, str(self._entities_path))
-        if result.valid_end < len(data):
-            self._warn_if_torn(len(data), result.valid_end)
-            os.ftruncate(fd, result.valid_end)
-        return _LogState(file_id, result.valid_end, result.records, len(result.rows))
-
-    def _compact_now(self) -> _LogState | None:
-        """Rewrite the log with only its live rows, atomically; return the new state."""
-        path = self._entities_path
-        try:
-            data, _ = self._read_private(path)
-        except FileNotFoundError:
-            return None
-        compacted = _compacted_log(data, str(path))
-        self._replace_now(path, compacted.data)
-        try:
-            info = os.stat(path)
-        except OSError:
-            return None
-        records = compacted.records
-        logger.debug("compacted %s to %d rows", path, records)
-        return _LogState((info.st_dev, info.st_ino), len(compacted.data), records, records)
-
-    def _warn_if_torn(self, size: int, valid_end: int) -> None:
-        if valid_end < size:
-            logger.warning(
-                "ignoring the last %d bytes of %s: a record torn by a crash (it is a cache)",
-                size - valid_end,
-                self._entities_path,
-            )
-
-
-@dataclass(frozen=True)
-class _Compacted:
-    data: bytes
-    records: int
-
-
-def _compacted_log(data: bytes, where: str) -> _Compacted:
-    rows = replay(data, where).rows
-    return _Compacted(HEADER + encode_records(rows.items()), len(rows))
+        _remove_leftover_temps((self._path, self._legacy_log_path))
 
 
 def write_private_file(target: Path, data: bytes) -> None:
@@ -485,16 +412,6 @@ def _write_all(fd: int, data: bytes) -> None:
         if written <= 0:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         view = view[written:]
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        if written <= 0:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        view = view[written:]
-        offset += written
 
 
 def _commit(temp: Path, target: Path) -> None:

@@ -5,24 +5,28 @@ database), among the fastest PostgreSQL drivers for Python, ships as a wheel tha
 libpq on the host, and is mature and widely deployed. tgsession's queries are few and
 simple, so asyncpg's PostgreSQL-only API costs nothing here.
 
-Two tables, created on first use if missing (``table_prefix`` defaults to ``tgsession``)::
+Three tables, created on first use if missing (``table_prefix`` defaults to ``tgsession``)::
 
-    tgsession_sessions  (name text PRIMARY KEY, data bytea, lease_token, lease_holder,
-                         lease_since, lease_expires, updated_at)
-    tgsession_entities  (session text, id bigint, data bytea, PRIMARY KEY (session, id))
+    tgsession_sessions     (name text PRIMARY KEY, data bytea, lease_token, lease_holder,
+                            lease_since, lease_expires, updated_at)
+    tgsession_entities     (session text, id bigint, data bytea, PRIMARY KEY (session, id))
+    tgsession_entity_keys  (session text, key bytea, id bigint, PRIMARY KEY (session, key))
 
 The lease lives in the session's row; its expiry is computed with the server's ``now()``.
-A holder's writes are fenced: ``UPDATE ... WHERE lease_token = <ours>`` for the session,
-and a ``SELECT ... FOR SHARE`` of the row in the same transaction for entity rows, so a
-holder whose lease was taken over cannot overwrite the newer holder's data.
+A holder's writes are fenced: ``UPDATE ... WHERE lease_token = <ours>`` for the session;
+for entity rows, ONE statement whose first CTE holds the session row ``FOR SHARE`` and
+checks the lease, and whose other CTEs write only when it holds, so a holder whose lease
+was taken over cannot overwrite the newer holder's data, in one round trip. Lookups are
+one indexed statement each (by id, or by lookup key joined to its row).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 try:
@@ -54,6 +58,7 @@ from ._url_options import (
     split_url,
     url_secrets,
 )
+from .base import EntityRecord, lookup_key_bytes
 
 __all__ = ["PostgresStorage"]
 
@@ -156,6 +161,7 @@ class PostgresStorage(LeasingStorage):
         base += "" if base.endswith("_") else "_"  # table_prefix=foo_ means foo_sessions
         self._sessions = f'{qualify}"{base}sessions"'
         self._entities = f'{qualify}"{base}entities"'
+        self._entity_keys = f'{qualify}"{base}entity_keys"'
         self._where = f"{self._url} (session {name!r})"
         self._schema_ready = False
         self._setup_lock = asyncio.Lock()
@@ -228,47 +234,100 @@ class PostgresStorage(LeasingStorage):
 
     # -- EntityStorage ---------------------------------------------------------------
 
-    async def load_entities(self) -> dict[int, bytes]:
-        sql = f"SELECT id, data FROM {self._entities} WHERE session = $1"
-        rows = await self._run("load entities", lambda c: c.fetch(sql, self.name))
-        return {int(row["id"]): bytes(row["data"]) for row in rows}
-
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
-        """Upsert only ``rows``, in one statement (fenced like :meth:`store_session`)."""
-        if not rows:
-            return
-        ids = [int(key) for key in rows]
-        values = [bytes(value) for value in rows.values()]
-        sql = (
-            f"INSERT INTO {self._entities} (session, id, data) "
-            "SELECT $1, u.id, u.data FROM unnest($2::bigint[], $3::bytea[]) AS u(id, data) "
-            "ON CONFLICT (session, id) DO UPDATE SET data = EXCLUDED.data"
+    async def get_entity(self, entity_id: int) -> bytes | None:
+        """The row stored under ``entity_id``, or ``None`` (one indexed SELECT)."""
+        if not -(1 << 63) <= entity_id < 1 << 63:
+            return None  # no bigint holds it
+        sql = f"SELECT data FROM {self._entities} WHERE session = $1 AND id = $2"
+        data = await self._run(
+            "look up an entity", lambda c: c.fetchval(sql, self.name, int(entity_id))
         )
+        return None if data is None else bytes(data)
 
-        async def write(conn: Any) -> None:
-            await conn.execute(sql, self.name, ids, values)
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None:
+        """``(id, row)`` last stored with lookup key ``key``, or ``None`` (one SELECT)."""
+        sql = (
+            f"SELECT e.id, e.data FROM {self._entity_keys} AS k JOIN {self._entities} AS e "
+            "ON e.session = k.session AND e.id = k.id WHERE k.session = $1 AND k.key = $2"
+        )
+        raw = lookup_key_bytes(key)
+        row = await self._run("look up an entity", lambda c: c.fetchrow(sql, self.name, raw))
+        return None if row is None else (int(row["id"]), bytes(row["data"]))
 
-        await self._fenced("store entities", write)
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
+        """Upsert ``records`` with their lookup keys: ONE statement, fenced like
+        :meth:`store_session` (the lease check and both upserts are one atomic step)."""
+        if not records:
+            return
+        rows: dict[int, bytes] = {}
+        keys: dict[bytes, int] = {}
+        for entity_id, row, row_keys in records:  # later records win, as in one upsert
+            rows[int(entity_id)] = bytes(row)
+            for key in row_keys:
+                keys[lookup_key_bytes(key)] = int(entity_id)
+        write = (
+            f"rows AS (INSERT INTO {self._entities} (session, id, data) "
+            "SELECT $1, u.id, u.data FROM unnest($3::bigint[], $4::bytea[]) AS u(id, data), "
+            "fence WHERE fence.ok "
+            "ON CONFLICT (session, id) DO UPDATE SET data = EXCLUDED.data), "
+            f"keys AS (INSERT INTO {self._entity_keys} (session, key, id) "
+            "SELECT $1, u.key, u.id FROM unnest($5::bytea[], $6::bigint[]) AS u(key, id), "
+            "fence WHERE fence.ok "
+            "ON CONFLICT (session, key) DO UPDATE SET id = EXCLUDED.id)"
+        )
+        args = (list(rows), list(rows.values()), list(keys), list(keys.values()))
+        await self._fenced_statement("store entities", write, *args)
 
     async def clear_entities(self) -> None:
-        sql = f"DELETE FROM {self._entities} WHERE session = $1"
+        """Remove every row and lookup key (one fenced statement)."""
+        write = (
+            f"rows AS (DELETE FROM {self._entities} WHERE session = $1 "
+            "AND (SELECT ok FROM fence)), "
+            f"keys AS (DELETE FROM {self._entity_keys} WHERE session = $1 "
+            "AND (SELECT ok FROM fence))"
+        )
+        await self._fenced_statement("clear entities", write)
 
-        async def clear(conn: Any) -> None:
-            await conn.execute(sql, self.name)
+    async def count_entities(self) -> int:
+        """How many rows are stored (``count(*)`` on the server; no row is sent)."""
+        sql = f"SELECT count(*) FROM {self._entities} WHERE session = $1"
+        return int(await self._run("count entities", lambda c: c.fetchval(sql, self.name)))
 
-        await self._fenced("clear entities", clear)
+    async def iter_entities(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Every ``(id, row)`` in id order, one indexed SELECT per ``batch`` rows."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        first = f"SELECT id, data FROM {self._entities} WHERE session = $1 ORDER BY id LIMIT $2"
+        after = (
+            f"SELECT id, data FROM {self._entities} WHERE session = $1 AND id > $3 "
+            "ORDER BY id LIMIT $2"
+        )
+        last: int | None = None
+        while True:
+            sql, args = (first, ()) if last is None else (after, (last,))
+            page = await self._run(
+                "read entities", functools.partial(_fetch, sql, self.name, batch, *args)
+            )
+            if not page:
+                return
+            yield [(int(row["id"]), bytes(row["data"])) for row in page]
+            if len(page) < batch:
+                return
+            last = int(page[-1]["id"])
 
     async def delete_session(self) -> None:
-        """Remove the session's row (lease columns included) and its entity rows in one
-        transaction, fenced like :meth:`store_session`: ``logout`` leaves no empty row."""
-        entities = f"DELETE FROM {self._entities} WHERE session = $1"
-        session = f"DELETE FROM {self._sessions} WHERE name = $1"
-
-        async def delete(conn: Any) -> None:
-            await conn.execute(entities, self.name)
-            await conn.execute(session, self.name)
-
-        await self._fenced("delete the session", delete)
+        """Remove the session's row (lease columns included), its entity rows and lookup
+        keys in one statement, fenced like :meth:`store_session`: ``logout`` leaves no
+        empty row."""
+        write = (
+            f"keys AS (DELETE FROM {self._entity_keys} WHERE session = $1 "
+            "AND (SELECT ok FROM fence)), "
+            f"rows AS (DELETE FROM {self._entities} WHERE session = $1 "
+            "AND (SELECT ok FROM fence)), "
+            f"doc AS (DELETE FROM {self._sessions} WHERE name = $1 "
+            "AND (SELECT ok FROM fence))"
+        )
+        await self._fenced_statement("delete the session", write)
 
     # -- Lockable --------------------------------------------------------------------
 
@@ -331,38 +390,34 @@ class PostgresStorage(LeasingStorage):
 
     # -- internals -------------------------------------------------------------------
 
-    async def _fenced(self, what: str, write: Callable[[Any], Awaitable[None]]) -> None:
-        """Run ``write`` in a transaction that holds the session row FOR SHARE.
+    async def _fenced_statement(self, what: str, writes: str, *args: Any) -> None:
+        """Run data-modifying CTEs ``writes`` (parameters ``$3``...) in ONE statement that
+        holds the session row FOR SHARE and writes only when the lease allows it.
 
-        The row lock keeps a new holder from taking the lease until the write commits, so
-        the lease check and the write are one atomic step.
+        ``writes`` guard themselves with the ``fence`` CTE (``fence.ok``). The row lock
+        keeps a new holder from taking the lease until the statement commits, so the
+        lease check and the writes are one atomic step, in one round trip.
         """
         lease = self._lease
         token = current_token(lease)
         sql = (
-            f"SELECT lease_token, lease_holder, lease_since, lease_expires > now() AS live "
-            f"FROM {self._sessions} WHERE name = $1 FOR SHARE"
+            "WITH lease AS (SELECT lease_token, lease_holder, lease_since, "
+            f"lease_expires > now() AS live FROM {self._sessions} WHERE name = $1 FOR SHARE), "
+            "fence AS (SELECT CASE WHEN $2::text IS NOT NULL "
+            "THEN EXISTS (SELECT 1 FROM lease WHERE lease_token = $2::text) "
+            "ELSE NOT EXISTS (SELECT 1 FROM lease WHERE lease_token IS NOT NULL AND live) "
+            f"END AS ok), {writes} "
+            "SELECT fence.ok, lease.lease_holder, lease.lease_since "
+            "FROM fence LEFT JOIN lease ON true"
         )
-        outcome: list[str] = []
-
-        async def run(conn: Any) -> None:
-            outcome.clear()
-            async with conn.transaction():
-                row = await conn.fetchrow(sql, self.name)
-                if token is not None:
-                    if row is None or row["lease_token"] != token:
-                        outcome.append("lost")
-                        return
-                elif row is not None and row["lease_token"] is not None and row["live"]:
-                    outcome.append(describe_holder(row["lease_holder"], row["lease_since"]))
-                    return
-                await write(conn)
-
-        await self._run(what, run)
-        if outcome == ["lost"] and lease is not None:
+        outcome = await self._run(what, lambda c: c.fetchrow(sql, self.name, token, *args))
+        if outcome["ok"]:
+            return
+        if token is not None and lease is not None:
             raise lease.taken_over()
-        elif outcome:
-            raise locked_error(what, self._where, outcome[0])
+        raise locked_error(
+            what, self._where, describe_holder(outcome["lease_holder"], outcome["lease_since"])
+        )
 
     async def _live_holder(self) -> str | None:
         sql = (
@@ -406,9 +461,11 @@ class PostgresStorage(LeasingStorage):
 
     async def _create_tables(self, conn: Any) -> None:
         exists = await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL "
+            "AND to_regclass($3) IS NOT NULL",
             self._sessions,
             self._entities,
+            self._entity_keys,
         )
         if exists:
             return
@@ -428,6 +485,11 @@ class PostgresStorage(LeasingStorage):
                 " id bigint NOT NULL,"
                 " data bytea NOT NULL,"
                 " PRIMARY KEY (session, id));"
+                f"CREATE TABLE IF NOT EXISTS {self._entity_keys} ("
+                " session text NOT NULL,"
+                " key bytea NOT NULL,"
+                " id bigint NOT NULL,"
+                " PRIMARY KEY (session, key));"
             )
 
     async def _run(self, what: str, op: Callable[[Any], Awaitable[_T]]) -> _T:
@@ -503,3 +565,9 @@ async def _release(pool: Any, conn: Any) -> None:
 
 
 _RELEASE_TIMEOUT = 2.0
+
+
+async def _fetch(sql: str, *args_and_conn: Any) -> Any:
+    """``conn.fetch(sql, *args)`` with the connection passed last (for ``functools.partial``)."""
+    *args, conn = args_and_conn
+    return await conn.fetch(sql, *args)

@@ -5,12 +5,14 @@ slot, so the fencing scripts may touch them together):
 
 - ``tgsession:{NAME}:session``   the session's bytes (a string);
 - ``tgsession:{NAME}:entities``  the entity cache, a hash of peer id -> row;
+- ``tgsession:{NAME}:entity_keys`` a hash of lookup key -> the peer id last stored with it;
 - ``tgsession:{NAME}:lease``     the current holder (a hash with a PX TTL);
 - ``tgsession:{NAME}:owner``     the token of the latest holder, kept after release so
   that a holder whose lease expired can take it back only if nobody took it since.
 
 Every write by a lease holder runs as one Lua script that checks the lease token first
-(fencing). A Redis without persistence (``--save "" --appendonly no``) forgets the
+(fencing). A lookup is one round trip: ``HGET`` by id, or one script that follows a lookup
+key to its row. A Redis without persistence (``--save "" --appendonly no``) forgets the
 lease on restart, and the session too: the holder's renew task then re-creates the lease
 if nobody else took it, and the session adapter writes its in-memory state back.
 """
@@ -18,7 +20,7 @@ if nobody else took it, and the session adapter writes its in-memory state back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 try:
@@ -42,6 +44,7 @@ from ._lease import (
     locked_error,
 )
 from ._url_options import mask_secrets, redact_url, split_options, split_url, url_secrets
+from .base import EntityRecord, lookup_key_bytes
 
 __all__ = ["RedisStorage"]
 
@@ -117,29 +120,45 @@ end
 return r
 """)
 
-# KEYS[3] entities hash, ARGV[5..] id, row, id, row, ...
+# KEYS[3] entities hash, KEYS[4] lookup-key hash; ARGV[5..] per record: id, row, the
+# number of its keys, then the keys. Applied in order, so a later record wins.
 _STORE_ENTITIES = _fenced_script("""
 local r = fence()
 if r[1] > 0 then
-  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  local i = 5
+  while i <= #ARGV do
+    local id, n = ARGV[i], tonumber(ARGV[i + 2])
+    redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+    for k = i + 3, i + 2 + n do redis.call('HSET', KEYS[4], ARGV[k], id) end
+    i = i + 3 + n
+  end
 end
 return r
 """)
 
-# KEYS[3] entities hash.
+# KEYS[3] entities hash, KEYS[4] lookup-key hash.
 _CLEAR_ENTITIES = _fenced_script("""
 local r = fence()
-if r[1] > 0 then redis.call('DEL', KEYS[3]) end
+if r[1] > 0 then redis.call('DEL', KEYS[3], KEYS[4]) end
 return r
 """)
 
-# KEYS[3] session, KEYS[4] entities: the session's keys and the owner mark go; the lease
-# itself goes when its holder releases it (it expires anyway).
+# KEYS[3] session, KEYS[4] entities, KEYS[5] lookup keys: the session's keys and the owner
+# mark go; the lease itself goes when its holder releases it (it expires anyway).
 _DELETE = _fenced_script("""
 local r = fence()
-if r[1] > 0 then redis.call('DEL', KEYS[3], KEYS[4], KEYS[2]) end
+if r[1] > 0 then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[2]) end
 return r
 """)
+
+# KEYS[1] entities hash, KEYS[2] lookup-key hash; ARGV[1] key. {id, row} or nil.
+_FIND_ENTITY = """
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if not id then return nil end
+local row = redis.call('HGET', KEYS[1], id)
+if not row then return nil end
+return {id, row}
+"""
 
 # KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
 # Taking our own lease again is a success, so a retried call is harmless. The fourth
@@ -228,6 +247,7 @@ class RedisStorage(LeasingStorage):
         tag = f"{key_prefix}:{{{name}}}"
         self._session_key = f"{tag}:session"
         self._entities_key = f"{tag}:entities"
+        self._entity_keys_key = f"{tag}:entity_keys"
         self._lease_key = f"{tag}:lease"
         self._owner_key = f"{tag}:owner"
         self._where = f"{self._url} (session {name!r})"
@@ -236,6 +256,7 @@ class RedisStorage(LeasingStorage):
         self._store_session_script = register(_STORE_SESSION)
         self._store_entities_script = register(_STORE_ENTITIES)
         self._clear_entities_script = register(_CLEAR_ENTITIES)
+        self._find_entity_script = register(_FIND_ENTITY)
         self._acquire_script = register(_ACQUIRE)
         self._release_script = register(_RELEASE)
         self._delete_script = register(_DELETE)
@@ -280,30 +301,78 @@ class RedisStorage(LeasingStorage):
         does, :class:`~tgsession.SessionStorageError` if Redis fails.
         """
         await self._fenced(
-            "store the session", self._store_session_script, self._session_key, [bytes(data)]
+            "store the session", self._store_session_script, [self._session_key], [bytes(data)]
         )
 
     # -- EntityStorage ---------------------------------------------------------------
 
-    async def load_entities(self) -> dict[int, bytes]:
-        rows: dict[bytes, bytes] = await self._call(
-            "load entities", self._client.hgetall(self._entities_key)
+    async def get_entity(self, entity_id: int) -> bytes | None:
+        """The row stored under ``entity_id``, or ``None`` (one ``HGET``)."""
+        row: bytes | None = await self._call(
+            "look up an entity", self._client.hget(self._entities_key, str(int(entity_id)))
         )
-        return {int(key): bytes(value) for key, value in rows.items()}
+        return None if row is None else bytes(row)
 
-    async def store_entities(self, rows: Mapping[int, bytes]) -> None:
-        """Upsert only ``rows`` (fenced like :meth:`store_session`)."""
-        items = list(rows.items())
-        for start in range(0, len(items), _ENTITY_BATCH):
+    async def find_entity(self, key: str) -> tuple[int, bytes] | None:
+        """``(id, row)`` last stored with lookup key ``key``, or ``None`` (one script call)."""
+        reply = await self._call(
+            "look up an entity",
+            self._find_entity_script(
+                keys=[self._entities_key, self._entity_keys_key], args=[lookup_key_bytes(key)]
+            ),
+        )
+        if not reply:
+            return None
+        return int(reply[0]), bytes(reply[1])
+
+    async def store_entities(self, records: Sequence[EntityRecord]) -> None:
+        """Upsert ``records`` with their lookup keys (fenced like :meth:`store_session`);
+        one script call per ``5000`` records, each applied whole."""
+        for start in range(0, len(records), _ENTITY_BATCH):
             args: list[bytes | str] = []
-            for key, value in items[start : start + _ENTITY_BATCH]:
-                args += (str(int(key)), bytes(value))
+            for entity_id, row, keys in records[start : start + _ENTITY_BATCH]:
+                args += (str(int(entity_id)), bytes(row), str(len(keys)))
+                args += (lookup_key_bytes(key) for key in keys)
             await self._fenced(
-                "store entities", self._store_entities_script, self._entities_key, args
+                "store entities",
+                self._store_entities_script,
+                [self._entities_key, self._entity_keys_key],
+                args,
             )
 
     async def clear_entities(self) -> None:
-        await self._fenced("clear entities", self._clear_entities_script, self._entities_key, [])
+        """Remove every row and lookup key (fenced)."""
+        await self._fenced(
+            "clear entities",
+            self._clear_entities_script,
+            [self._entities_key, self._entity_keys_key],
+            [],
+        )
+
+    async def count_entities(self) -> int:
+        """How many rows are stored (``HLEN``: no row is read)."""
+        count = await self._call("count entities", self._client.hlen(self._entities_key))
+        return int(count)
+
+    async def iter_entities(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Every ``(id, row)`` via ``HSCAN`` (about ``batch`` rows per round trip).
+
+        Like any ``HSCAN``, a row stored or removed during the iteration may be missed
+        or seen twice; every row present throughout is seen.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        cursor: int = 0
+        while True:
+            cursor, page = await self._call(
+                "read entities",
+                self._client.hscan(self._entities_key, cursor, count=batch),
+            )
+            items = [(int(key), bytes(value)) for key, value in page.items()]
+            for start in range(0, len(items), batch):
+                yield items[start : start + batch]
+            if not cursor:
+                return
 
     async def delete_session(self) -> None:
         """Remove the session, its entity cache and the owner mark (``logout`` leaves no key
@@ -313,7 +382,10 @@ class RedisStorage(LeasingStorage):
         reply = await self._call(
             "delete the session",
             self._delete_script(
-                keys=[self._lease_key, self._owner_key, self._session_key, self._entities_key],
+                keys=[
+                    self._lease_key, self._owner_key, self._session_key, self._entities_key,
+                    self._entity_keys_key,
+                ],
                 args=self._fence_args(current_token(lease), lease),
             ),
         )
@@ -350,6 +422,8 @@ class RedisStorage(LeasingStorage):
                 keys=[self._lease_key, self._owner_key], args=self._fence_args(lease.token, lease)
             ),
         )
+        if reply[0] == 2:
+            lease.note_taken_back()
         return bool(reply[0] > 0)
 
     async def _release_lease(self, lease: ServerLease) -> None:
@@ -373,19 +447,21 @@ class RedisStorage(LeasingStorage):
         return [token, str(round(lease.ttl * 1000)), lease.holder_id, since]
 
     async def _fenced(
-        self, what: str, script: Any, target_key: str, extra_args: list[bytes | str]
+        self, what: str, script: Any, target_keys: list[str], extra_args: list[bytes | str]
     ) -> None:
         lease = self._lease
         token = current_token(lease)
         reply = await self._call(
             what,
             script(
-                keys=[self._lease_key, self._owner_key, target_key],
+                keys=[self._lease_key, self._owner_key, *target_keys],
                 args=self._fence_args(token, lease) + extra_args,
             ),
         )
         status = reply[0]
         if status > 0:
+            if status == 2 and lease is not None:
+                lease.note_taken_back()
             return
         if status == 0 and lease is not None:
             raise lease.taken_over()
