@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import inspect
+import signal
 import warnings
 from collections.abc import AsyncIterator, Iterator
 
@@ -48,6 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "ignore",
         message='The configuration option "asyncio_default_fixture_loop_scope" is unset',
     )
+    _let_ctrl_c_reach_started_programs()
+
+
+def _let_ctrl_c_reach_started_programs() -> None:
+    """A test run started with SIGINT ignored (a background job of a shell without job
+    control, some CI runners) passes that on to every program a test starts: a bot the test
+    stops with Ctrl-C (SIGINT), as its user would, then never stops. Python's own handler
+    here makes the programs started from now on get the default disposition again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)
