@@ -230,15 +230,26 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         del wait_for_entities
         _check_cache_size(entity_cache_size)
         lease = None
+        raw: bytes | None = None
+        loaded = False
         if lock and isinstance(storage, Lockable):
             wait = _default_lock_wait(storage) if lock_wait is None else lock_wait
-            lease = await storage.acquire(wait=wait)
+            # A storage that can take the lease and read the session in one step (one
+            # round trip, one worker-thread hop) does so: opening is on every start's path.
+            acquire_and_load = getattr(storage, "acquire_and_load", None)
+            if callable(acquire_and_load):
+                lease, raw = await acquire_and_load(wait=wait)
+                loaded = True
+            else:
+                lease = await storage.acquire(wait=wait)
         try:
             source = describe_storage(storage)
-            try:
-                data = decode_session(await storage.load_session(), source=source)
-            except SessionNotFoundError:
-                data = None
+            if not loaded:
+                try:
+                    raw = await storage.load_session()
+                except SessionNotFoundError:
+                    raw = None
+            data = decode_session(raw, source=source) if raw else None
             session = cls(storage, data, lease=lease, entity_cache_size=entity_cache_size)
             session._close_storage = close_storage
             session._watch_lease()

@@ -216,6 +216,28 @@ class FileStorage:
         )
         return self._lease
 
+    async def acquire_and_load(self, *, wait: float = 0.0) -> tuple[FileLease, bytes | None]:
+        """:meth:`acquire`, and the stored session's bytes (``None`` when the file is
+        missing or empty) read in the same worker-thread hop, right after the lock is won.
+
+        Errors are those of :meth:`acquire` and :meth:`load_session`; when the session
+        file cannot be read (an insecure mode, an I/O error) the lock is given back.
+        """
+        loaded: list[bytes | None] = []
+
+        def on_locked() -> None:
+            self._tidy_after_lock()
+            loaded.append(self._load_now())
+
+        self._lease = await acquire_file_lock(
+            self._lock_path,
+            target=self._path,
+            wait=wait,
+            prepare=self._make_folders_for_lock,
+            on_locked=on_locked,
+        )
+        return self._lease, loaded[-1]
+
     async def delete_session(self) -> None:
         """Remove the session file and the entity rows and, while this object holds the
         lock (:meth:`acquire`), the entity database's files and the lock file too
@@ -293,6 +315,13 @@ class FileStorage:
         except OSError as error:
             raise _storage_error("read", path, error) from error
         return data, (info.st_dev, info.st_ino)
+
+    def _load_now(self) -> bytes | None:
+        try:
+            data, _ = self._read_private(self._path)
+        except FileNotFoundError:
+            return None
+        return data or None
 
     def _fence_entity_write(self) -> None:
         """Refuse an entity write by a holder whose lock file was deleted or replaced
