@@ -21,6 +21,7 @@ from tgsession import SessionLockedError, SessionStorageError
 from tgsession.codec import DcAddress, SessionData, encode_session
 from tgsession.session import StorageSession
 from tgsession.storage.file import FileStorage
+from tgsession.testing import FakeTelegram
 
 redis_url = services.redis_url  # a fixture
 postgres_url = services.postgres_url  # a fixture
@@ -252,3 +253,24 @@ def test_every_lockable_storage_of_tgsession_has_acquire_and_load() -> None:
     for kind in (FileStorage, RedisStorage, PostgresStorage):
         assert callable(getattr(kind, "acquire_and_load", None)), kind
     assert os.name  # keeps the import used on every platform
+
+
+async def test_a_restart_that_changes_nothing_writes_no_session_document(
+    tg: FakeTelegram, session_path: Path
+) -> None:
+    me = tg.add_user(first_name="Me")
+    key = tg.preauthorize(me)
+    first = await StorageSession.open(FileStorage(session_path))
+    key.apply_to(first)
+    async with tg.client(first) as client:
+        await client.get_me()
+    written = session_path.stat().st_ino  # every write is a new file renamed over it
+
+    restarted = await StorageSession.open(FileStorage(session_path))
+    async with tg.client(restarted) as client:
+        assert (await client.get_me()).id == me.id
+        await asyncio.sleep(0.05)  # the background writer would have run by now
+        assert session_path.stat().st_ino == written
+        restarted.set_user(me.id, True)  # a real change is still written
+        await restarted.flush()
+        assert session_path.stat().st_ino != written

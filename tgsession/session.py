@@ -184,6 +184,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._bot: bool | None = None
         self._self_hash: int | None = None
         self._dirty = False
+        #: The document as last read or written: a write of the same bytes is skipped
+        #: (Telethon saves on every connect, and most of those change nothing).
+        self._stored_document: bytes | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._last_error: BaseException | None = None
@@ -251,6 +254,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     raw = None
             data = decode_session(raw, source=source) if raw else None
             session = cls(storage, data, lease=lease, entity_cache_size=entity_cache_size)
+            session._stored_document = raw or None
             session._close_storage = close_storage
             session._watch_lease()
             session._watch_storage_loss()
@@ -368,6 +372,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     "after it expired); writing back the session and the %d cached "
                     "entities held in memory", self._where(), len(self._cache.hot))
         self._cache.hold_all_for_writing()
+        self._stored_document = None  # the storage may have lost it: write it whatever it is
         self.save()
 
     def set_user(self, user_id: int | None, bot: bool | None) -> None:
@@ -654,11 +659,15 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             rows_stored = await self._write_rows(storage)
         if self._dirty:
             self._dirty = False
+            document = encode_session(self._snapshot_core())
+            if document == self._stored_document:
+                return rows_stored  # stored already: Telethon's save() on connect, say
             try:
-                await storage.store_session(encode_session(self._snapshot_core()))
+                await storage.store_session(document)
             except BaseException:
                 self._dirty = True
                 raise
+            self._stored_document = document
         return rows_stored
 
     async def _write_rows(self, storage: EntityStorage) -> bool:
@@ -750,6 +759,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 if isinstance(storage, EntityStorage):
                     await storage.clear_entities()
                 await storage.store_session(b"")
+                self._stored_document = None
         finally:
             self._closing = False
             await self._let_go()

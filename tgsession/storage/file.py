@@ -25,7 +25,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import secrets
 import shlex
 import stat
@@ -461,12 +460,24 @@ def _remove_quietly(path: Path) -> None:
 
 def _remove_leftover_temps(targets: tuple[Path, ...]) -> None:
     """Delete temporary files of ``targets`` left by a crashed writer (best effort)."""
-    patterns = [re.compile(rf"\.{re.escape(t.name)}\.[0-9a-f]{{16}}\.tmp") for t in targets]
+    # Plain string tests, not a regular expression: compiling one costs more than the
+    # whole scan in a process that just started, and this runs on every start.
+    prefixes = tuple(f".{t.name}." for t in targets)
     with contextlib.suppress(OSError), os.scandir(targets[0].parent) as entries:
         for entry in entries:
-            ours = any(p.fullmatch(entry.name) for p in patterns)
+            ours = any(_is_temp_name(entry.name, prefix) for prefix in prefixes)
             if ours and not entry.is_dir(follow_symlinks=False):
                 _remove_quietly(Path(entry.path))
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_temp_name(name: str, prefix: str) -> bool:
+    """Whether ``name`` is ``<prefix><16 hex digits>.tmp`` (a temp file of ``_write_temp``)."""
+    middle = name[len(prefix):-4]
+    return (name.startswith(prefix) and name.endswith(".tmp") and len(middle) == 16
+            and _HEX.issuperset(middle))
 
 
 def _make_private_folders(folder: Path) -> None:
