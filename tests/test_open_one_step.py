@@ -274,3 +274,61 @@ async def test_a_restart_that_changes_nothing_writes_no_session_document(
         restarted.set_user(me.id, True)  # a real change is still written
         await restarted.flush()
         assert session_path.stat().st_ino != written
+
+
+class _TrackedLease:
+    holder = "pid 1 on test"
+
+    def __init__(self) -> None:
+        self.released = False
+
+    async def check(self) -> None:
+        pass
+
+    async def release(self) -> None:
+        self.released = True
+
+
+class _PlainLockable:
+    """A user's storage: Lockable, but without acquire_and_load."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.leases: list[_TrackedLease] = []
+
+    async def load_session(self) -> bytes:
+        from tgsession import SessionNotFoundError
+
+        if not self.data:
+            raise SessionNotFoundError("nothing stored")
+        return self.data
+
+    async def store_session(self, data: bytes) -> None:
+        self.data = bytes(data)
+
+    async def acquire(self, *, wait: float = 0.0) -> _TrackedLease:
+        self.leases.append(_TrackedLease())
+        return self.leases[-1]
+
+
+async def test_open_and_encryption_fall_back_for_a_storage_without_acquire_and_load() -> None:
+    from tgsession import SessionDecryptError
+    from tgsession.keys import generate_key
+    from tgsession.storage.encrypted import EncryptedStorage
+
+    inner = _PlainLockable()
+    session = await StorageSession.open(inner)  # acquire, then load_session
+    assert session.auth_key is None and len(inner.leases) == 1
+    await session.close()
+    inner.data = b""  # the session stored its (plain) document on close: start over
+
+    key = generate_key()
+    sealed = EncryptedStorage(inner, key)
+    lease, data = await sealed.acquire_and_load()  # type: ignore[attr-defined]
+    assert data is None
+    await sealed.store_session(_document())
+    lease, data = await sealed.acquire_and_load()  # type: ignore[attr-defined]
+    assert data == _document() and not lease.released
+    with pytest.raises(SessionDecryptError):
+        await EncryptedStorage(inner, generate_key()).acquire_and_load()  # type: ignore[attr-defined]
+    assert inner.leases[-1].released  # the lease taken for the failed read was given back
