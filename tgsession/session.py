@@ -184,6 +184,9 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._bot: bool | None = None
         self._self_hash: int | None = None
         self._dirty = False
+        #: The document as last read or written: a write of the same bytes is skipped
+        #: (Telethon saves on every connect, and most of those change nothing).
+        self._stored_document: bytes | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._last_error: BaseException | None = None
@@ -230,16 +233,28 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         del wait_for_entities
         _check_cache_size(entity_cache_size)
         lease = None
+        raw: bytes | None = None
+        loaded = False
         if lock and isinstance(storage, Lockable):
             wait = _default_lock_wait(storage) if lock_wait is None else lock_wait
-            lease = await storage.acquire(wait=wait)
+            # A storage that can take the lease and read the session in one step (one
+            # round trip, one worker-thread hop) does so: opening is on every start's path.
+            acquire_and_load = getattr(storage, "acquire_and_load", None)
+            if callable(acquire_and_load):
+                lease, raw = await acquire_and_load(wait=wait)
+                loaded = True
+            else:
+                lease = await storage.acquire(wait=wait)
         try:
             source = describe_storage(storage)
-            try:
-                data = decode_session(await storage.load_session(), source=source)
-            except SessionNotFoundError:
-                data = None
+            if not loaded:
+                try:
+                    raw = await storage.load_session()
+                except SessionNotFoundError:
+                    raw = None
+            data = decode_session(raw, source=source) if raw else None
             session = cls(storage, data, lease=lease, entity_cache_size=entity_cache_size)
+            session._stored_document = raw or None
             session._close_storage = close_storage
             session._watch_lease()
             session._watch_storage_loss()
@@ -357,6 +372,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     "after it expired); writing back the session and the %d cached "
                     "entities held in memory", self._where(), len(self._cache.hot))
         self._cache.hold_all_for_writing()
+        self._stored_document = None  # the storage may have lost it: write it whatever it is
         self.save()
 
     def set_user(self, user_id: int | None, bot: bool | None) -> None:
@@ -643,11 +659,15 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             rows_stored = await self._write_rows(storage)
         if self._dirty:
             self._dirty = False
+            document = encode_session(self._snapshot_core())
+            if document == self._stored_document:
+                return rows_stored  # stored already: Telethon's save() on connect, say
             try:
-                await storage.store_session(encode_session(self._snapshot_core()))
+                await storage.store_session(document)
             except BaseException:
                 self._dirty = True
                 raise
+            self._stored_document = document
         return rows_stored
 
     async def _write_rows(self, storage: EntityStorage) -> bool:
@@ -739,6 +759,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 if isinstance(storage, EntityStorage):
                     await storage.clear_entities()
                 await storage.store_session(b"")
+                self._stored_document = None
         finally:
             self._closing = False
             await self._let_go()

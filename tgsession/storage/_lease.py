@@ -220,6 +220,9 @@ class ServerLease(SendGate):
         self._released = False
         self._task: asyncio.Task[None] | None = None
         self._taken_back_callbacks: list[Callable[[], object]] = []
+        #: The session's bytes read in the same server step that took the lease (``None``:
+        #: nothing stored); handed over, then dropped, by ``acquire_and_load()``.
+        self.loaded: bytes | None = None
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "released" if self._released else "held"
@@ -431,6 +434,20 @@ class LeasingStorage:
             where=self._where,
         )
         return self._lease
+
+    async def acquire_and_load(
+        self, *, wait: float | None = None
+    ) -> tuple[ServerLease, bytes | None]:
+        """:meth:`acquire`, and the stored session's bytes (``None`` when nothing is
+        stored) read in the same server-side step: one round trip to open a session.
+
+        Waiting, errors and the grace after taking over an expired lease are those of
+        :meth:`acquire`. Nobody else can change the session while the lease is held
+        (every write is fenced), so the bytes are still current when this returns.
+        """
+        lease = await self.acquire(wait=wait)
+        data, lease.loaded = lease.loaded, None
+        return lease, data
 
     async def aclose(self) -> None:
         """Release a held lease, then close the connections if this storage opened them."""

@@ -120,6 +120,11 @@ class Lockable(Protocol):
     ``acquire(wait=...)`` returns a :class:`Lease` or raises
     :class:`~tgsession.SessionLockedError` naming the holder after ``wait`` seconds
     (``0`` fails fast).
+
+    Optionally, ``acquire_and_load(wait=...) -> (lease, bytes | None)`` takes the lease
+    and reads the session (``None`` when nothing is stored) in one step, with the errors of
+    both; :meth:`~tgsession.StorageSession.open` uses it when present (every storage of
+    tgsession has it: one round trip, or one worker-thread hop, to open a session).
     """
 
     async def acquire(self, *, wait: float = 0.0) -> Lease: ...

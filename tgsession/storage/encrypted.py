@@ -302,6 +302,9 @@ class EncryptedStorage:
         blob = await self._inner.load_session()
         if not blob:
             raise SessionNotFoundError(f"no session is stored in {self._inner!r}")
+        return await self._open_session(blob)
+
+    async def _open_session(self, blob: bytes) -> bytes:
         try:
             plaintext, _ = await self._open(blob, _SESSION_CONTEXT)
         except _NotSealed:
@@ -623,6 +626,30 @@ class _EncryptedLockableStorage(EncryptedStorage):
     async def acquire(self, *, wait: float = 0.0) -> Lease:
         assert isinstance(self._inner, Lockable)
         return await self._inner.acquire(wait=wait)
+
+    async def acquire_and_load(self, *, wait: float = 0.0) -> tuple[Lease, bytes | None]:
+        """The inner storage's lease and the decrypted session (``None`` when nothing is
+        stored): its ``acquire_and_load`` when it has one (one round trip), else
+        ``acquire`` then ``load_session``. If the session cannot be read or decrypted the
+        lease is released and the error raised, as :meth:`load_session` raises it."""
+        inner = self._inner
+        assert isinstance(inner, Lockable)
+        combined = getattr(inner, "acquire_and_load", None)
+        blob: bytes | None
+        if combined is not None:
+            lease, blob = await combined(wait=wait)
+        else:
+            lease, blob = await inner.acquire(wait=wait), None
+        try:
+            if combined is None:
+                try:
+                    blob = await inner.load_session()
+                except SessionNotFoundError:
+                    blob = None
+            return lease, (await self._open_session(blob) if blob else None)
+        except BaseException:
+            await lease.release()
+            raise
 
 
 class _EncryptedEntityLockableStorage(_EncryptedEntityStorage, _EncryptedLockableStorage):

@@ -25,7 +25,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import secrets
 import shlex
 import stat
@@ -216,6 +215,28 @@ class FileStorage:
         )
         return self._lease
 
+    async def acquire_and_load(self, *, wait: float = 0.0) -> tuple[FileLease, bytes | None]:
+        """:meth:`acquire`, and the stored session's bytes (``None`` when the file is
+        missing or empty) read in the same worker-thread hop, right after the lock is won.
+
+        Errors are those of :meth:`acquire` and :meth:`load_session`; when the session
+        file cannot be read (an insecure mode, an I/O error) the lock is given back.
+        """
+        loaded: list[bytes | None] = []
+
+        def on_locked() -> None:
+            self._tidy_after_lock()
+            loaded.append(self._load_now())
+
+        self._lease = await acquire_file_lock(
+            self._lock_path,
+            target=self._path,
+            wait=wait,
+            prepare=self._make_folders_for_lock,
+            on_locked=on_locked,
+        )
+        return self._lease, loaded[-1]
+
     async def delete_session(self) -> None:
         """Remove the session file and the entity rows and, while this object holds the
         lock (:meth:`acquire`), the entity database's files and the lock file too
@@ -293,6 +314,13 @@ class FileStorage:
         except OSError as error:
             raise _storage_error("read", path, error) from error
         return data, (info.st_dev, info.st_ino)
+
+    def _load_now(self) -> bytes | None:
+        try:
+            data, _ = self._read_private(self._path)
+        except FileNotFoundError:
+            return None
+        return data or None
 
     def _fence_entity_write(self) -> None:
         """Refuse an entity write by a holder whose lock file was deleted or replaced
@@ -432,12 +460,24 @@ def _remove_quietly(path: Path) -> None:
 
 def _remove_leftover_temps(targets: tuple[Path, ...]) -> None:
     """Delete temporary files of ``targets`` left by a crashed writer (best effort)."""
-    patterns = [re.compile(rf"\.{re.escape(t.name)}\.[0-9a-f]{{16}}\.tmp") for t in targets]
+    # Plain string tests, not a regular expression: compiling one costs more than the
+    # whole scan in a process that just started, and this runs on every start.
+    prefixes = tuple(f".{t.name}." for t in targets)
     with contextlib.suppress(OSError), os.scandir(targets[0].parent) as entries:
         for entry in entries:
-            ours = any(p.fullmatch(entry.name) for p in patterns)
+            ours = any(_is_temp_name(entry.name, prefix) for prefix in prefixes)
             if ours and not entry.is_dir(follow_symlinks=False):
                 _remove_quietly(Path(entry.path))
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_temp_name(name: str, prefix: str) -> bool:
+    """Whether ``name`` is ``<prefix><16 hex digits>.tmp`` (a temp file of ``_write_temp``)."""
+    middle = name[len(prefix):-4]
+    return (name.startswith(prefix) and name.endswith(".tmp") and len(middle) == 16
+            and _HEX.issuperset(middle))
 
 
 def _make_private_folders(folder: Path) -> None:

@@ -97,10 +97,11 @@ class PostgresStorage(LeasingStorage):
     Also an :class:`~tgsession.storage.EntityStorage` (one row per entity, upserted in one
     statement per save) and a :class:`~tgsession.storage.Lockable` (see :meth:`acquire`).
 
-    Nothing is connected until the first call, which also creates the tables if they are
-    missing. Failures raise :class:`~tgsession.SessionStorageError`; a connection the
-    server closed is replaced on the next call (the pool reconnects, and a statement that
-    met a dead connection is retried once on a new one).
+    Nothing is connected until the first call; the tables are created when a statement
+    finds them missing (no schema query on the hot path once they exist). Failures raise
+    :class:`~tgsession.SessionStorageError`; a connection the server closed is replaced on
+    the next call (the pool reconnects, and a statement that met a dead connection is
+    retried once on a new one).
 
     >>> storage = PostgresStorage.from_url("postgresql://bot@db.internal/bots?name=bot1")
     """
@@ -163,7 +164,6 @@ class PostgresStorage(LeasingStorage):
         self._entities = f'{qualify}"{base}entities"'
         self._entity_keys = f'{qualify}"{base}entity_keys"'
         self._where = f"{self._url} (session {name!r})"
-        self._schema_ready = False
         self._setup_lock = asyncio.Lock()
 
     @classmethod
@@ -335,6 +335,8 @@ class PostgresStorage(LeasingStorage):
         # Taking our own lease again counts as success, so a retried statement is harmless.
         # ``previous`` (the statement's snapshot) tells whether the lease we take had
         # expired under another holder (its token is still there) or was released (NULL).
+        # The statement also returns the session's bytes, so that acquire_and_load()
+        # takes the lease and reads the session in this one round trip.
         claim = (
             f"WITH previous AS (SELECT lease_token FROM {self._sessions} WHERE name = $1) "
             f"INSERT INTO {self._sessions} AS s "
@@ -346,7 +348,7 @@ class PostgresStorage(LeasingStorage):
             "THEN s.lease_since ELSE now() END "
             "WHERE s.lease_token IS NULL OR s.lease_expires <= now() "
             "OR s.lease_token = EXCLUDED.lease_token "
-            "RETURNING lease_since, (SELECT lease_token FROM previous) AS previous_token"
+            "RETURNING lease_since, (SELECT lease_token FROM previous) AS previous_token, s.data"
         )
         for _ in range(3):  # the holder may let go between our two statements
             row = await self._run(
@@ -355,11 +357,13 @@ class PostgresStorage(LeasingStorage):
             )
             if row is not None:
                 previous = row["previous_token"]
-                return ServerLease(
+                lease = ServerLease(
                     self, token=token, holder=holder, since=row["lease_since"],
                     ttl=self.lease_ttl, where=self._where,
                     took_over_expired=previous is not None and previous != token,
                 )  # fmt: skip
+                lease.loaded = bytes(row["data"]) or None
+                return lease
             current = await self._live_holder()
             if current is not None:
                 return current
@@ -385,7 +389,6 @@ class PostgresStorage(LeasingStorage):
     async def _close_connections(self) -> None:
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
-            self._schema_ready = False
             await pool.close()
 
     # -- internals -------------------------------------------------------------------
@@ -432,8 +435,8 @@ class PostgresStorage(LeasingStorage):
         raise locked_error(what, self._where, holder)
 
     async def _ready(self) -> Any:
-        """The pool, created on first use, with the tables in place."""
-        if self._pool is not None and self._schema_ready:
+        """The pool, created on first use (no connection is made until a statement runs)."""
+        if self._pool is not None:
             return self._pool
         async with self._setup_lock:
             if self._pool is None:
@@ -448,27 +451,16 @@ class PostgresStorage(LeasingStorage):
                         timeout=5,
                         command_timeout=10,
                         server_settings=settings,
+                        **_NO_RESET,
                     )
                 except (asyncpg.ClientConfigurationError, ValueError) as exc:
                     raise ConfigError(
                         f"PostgreSQL URL {self._url!r} is invalid: "
                         f"{mask_secrets(str(exc), self._secrets)}"
                     ) from None
-            if not self._schema_ready:
-                await self._with_connection(self._pool, self._create_tables)
-                self._schema_ready = True
         return self._pool
 
     async def _create_tables(self, conn: Any) -> None:
-        exists = await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL "
-            "AND to_regclass($3) IS NOT NULL",
-            self._sessions,
-            self._entities,
-            self._entity_keys,
-        )
-        if exists:
-            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await conn.execute(
@@ -496,7 +488,14 @@ class PostgresStorage(LeasingStorage):
         """Run ``op`` on a pooled connection; driver failures become SessionStorageError."""
         try:
             pool = await self._ready()
-            return await self._with_connection(pool, op)
+            try:
+                return await self._with_connection(pool, op)
+            except asyncpg.UndefinedTableError:
+                # First use of these tables: create them, then run the statement again.
+                # Checking for them before every first statement would cost a round trip
+                # on every start; a missing table is found by the statement itself.
+                await self._with_connection(pool, self._create_tables)
+                return await self._with_connection(pool, op)
         except TgSessionError:
             raise
         except _STORAGE_ERRORS as exc:
@@ -565,6 +564,25 @@ async def _release(pool: Any, conn: Any) -> None:
 
 
 _RELEASE_TIMEOUT = 2.0
+
+
+async def _keep_state(conn: Any) -> None:
+    """The pool's reset on release: nothing to send. tgsession's statements leave no
+    session state (no SET, LISTEN, cursor or session-level advisory lock; transactions
+    end before release), and asyncpg's default reset query (``RESET ALL``, ``UNLISTEN *``,
+    ...) would cost a round trip after every statement."""
+    del conn
+
+
+def _no_reset() -> dict[str, Any]:
+    import inspect
+
+    if "reset" in inspect.signature(asyncpg.create_pool).parameters:  # asyncpg >= 0.30
+        return {"reset": _keep_state}
+    return {}
+
+
+_NO_RESET = _no_reset()
 
 
 async def _fetch(sql: str, *args_and_conn: Any) -> Any:

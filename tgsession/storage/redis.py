@@ -160,10 +160,11 @@ if not row then return nil end
 return {id, row}
 """
 
-# KEYS[1] lease, KEYS[2] owner; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] holder.
-# Taking our own lease again is a success, so a retried call is harmless. The fourth
-# value is 1 when the previous holder's lease expired instead of being released (the
-# owner key then still names a token of someone else).
+# KEYS[1] lease, KEYS[2] owner, KEYS[3] session; ARGV[1] token, ARGV[2] ttl ms, ARGV[3]
+# holder. Taking our own lease again is a success, so a retried call is harmless. The
+# fourth value is 1 when the previous holder's lease expired instead of being released
+# (the owner key then still names a token of someone else); the fifth is the session's
+# bytes (nil when none), so that opening a session is this one call.
 _ACQUIRE = """
 local cur = redis.call('HMGET', KEYS[1], 'token', 'holder', 'since')
 if cur[1] and cur[1] ~= ARGV[1] then return {0, cur[2] or '', cur[3] or ''} end
@@ -176,7 +177,7 @@ local since = cur[3] or redis.call('TIME')[1]
 redis.call('HSET', KEYS[1], 'token', ARGV[1], 'holder', ARGV[3], 'since', since)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-return {1, ARGV[3], since, expired}
+return {1, ARGV[3], since, expired, redis.call('GET', KEYS[3])}
 """
 
 # The owner key keeps the token, marked released: no stale holder can take the lease
@@ -403,17 +404,19 @@ class RedisStorage(LeasingStorage):
         reply = await self._call(
             "acquire the lease",
             self._acquire_script(
-                keys=[self._lease_key, self._owner_key],
+                keys=[self._lease_key, self._owner_key, self._session_key],
                 args=[token, str(round(self.lease_ttl * 1000)), holder],
             ),
         )
         since = float(reply[2]) if reply[2] else None
         if reply[0] != 1:
             return describe_holder(reply[1].decode(errors="replace"), since)
-        return ServerLease(
+        lease = ServerLease(
             self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where,
             took_over_expired=len(reply) > 3 and reply[3] == 1,
         )
+        lease.loaded = bytes(reply[4]) if len(reply) > 4 and reply[4] else None
+        return lease
 
     async def _renew_lease(self, lease: ServerLease) -> bool:
         reply = await self._call(
@@ -499,4 +502,33 @@ def _client_from_url(url: str) -> aioredis.Redis:
         socket_connect_timeout=3,
         socket_timeout=5,
         retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3),
+        **_NO_CLIENT_INFO,
     )
+
+
+def _no_client_info() -> dict[str, Any]:
+    """Keyword arguments that keep redis-py's connection handshake to what tgsession needs.
+
+    By default a new connection first sends ``HELLO 3`` (redis-py 8 speaks RESP3), then
+    ``CLIENT MAINT_NOTIFICATIONS ON`` (each a round trip of its own) and ``CLIENT SETINFO``
+    (library name and version) before the first useful command: every restart would pay
+    for them. tgsession reads nothing that needs RESP3, so RESP2 is the default (a
+    ``?protocol=3`` in the URL still wins), maintenance notifications are off, and no
+    client info is sent (``driver_info=None`` in redis-py 8, ``lib_name=None,
+    lib_version=None`` before)."""
+    import inspect
+
+    accepted = inspect.signature(aioredis.Redis.__init__).parameters
+    options: dict[str, Any] = {"protocol": 2}
+    if "driver_info" in accepted:
+        options["driver_info"] = None
+    else:
+        options.update(lib_name=None, lib_version=None)
+    if "maint_notifications_config" in accepted:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
+
+
+_NO_CLIENT_INFO = _no_client_info()
