@@ -116,3 +116,11 @@ async def test_the_bot_starts_and_stops_without_telethons_noise(
         assert process.returncode == 0, output
         assert "already connected" not in output
         assert "WARNING" not in output and "ERROR" not in output, output
+
+
+def test_the_repositorys_echo_bot_is_the_bot_init_writes() -> None:
+    # The same program twice on purpose (the wheel ships the template; the docs include the
+    # example): only the line saying how to run it may differ.
+    [bot] = [f for f in project_files("x") if f.name == "bot.py"]
+    example = (ROOT / "examples" / "echo_bot.py").read_text()
+    assert example == bot.text.replace("python bot.py", "python examples/echo_bot.py", 1)
