@@ -386,8 +386,9 @@ class FileStorage:
             if lease is not None:
                 lease.verify_now()  # a holder whose lock file went must not write
             try:
-                _make_private_folders(target.parent)
                 existing = self._check_existing(target)
+                if existing is None:
+                    _make_private_folders(target.parent)  # (a stat saved when it exists)
                 if held and self._use_spare and self._replace_via_spare(target, existing, data):
                     return
                 write_private_file(target, data)
