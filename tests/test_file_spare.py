@@ -100,8 +100,14 @@ async def test_the_spare_holds_zeros_where_the_old_session_was(held: FileStorage
     assert held.path.read_bytes() == b"third"
 
 
-async def test_the_spare_is_private(held: FileStorage) -> None:
-    await held.store_session(b"second")
+@pytest.mark.parametrize("mask", [0o022, 0o277], ids=["umask 022", "umask 277"])
+async def test_the_spare_is_private_whatever_the_umask(held: FileStorage, mask: int) -> None:
+    previous = os.umask(mask)
+    try:
+        await held.store_session(b"second")
+        await held.store_session(b"third")
+    finally:
+        os.umask(previous)
     for path in (held.path, held.spare_path):
         info = os.lstat(path)
         assert stat.S_IMODE(info.st_mode) == 0o600

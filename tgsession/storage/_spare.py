@@ -51,6 +51,7 @@ _OPEN_FLAGS = _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0) | getattr(
 _UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 _READ_LIMIT = 1 << 20
 
+
 class ExchangeUnsupportedError(OSError):
     """This kernel, C library or file system cannot exchange two names atomically."""
 
@@ -67,6 +68,7 @@ def write_spare(spare: Path, data: bytes) -> bool:
     a hard link, a file others may read or another user owns, not a regular file): the
     caller removes that name and writes another way. Raises OSError for an I/O failure.
     """
+    created = False
     try:
         fd = os.open(spare, os.O_WRONLY | _OPEN_FLAGS)
     except FileNotFoundError:
@@ -74,12 +76,14 @@ def write_spare(spare: Path, data: bytes) -> bool:
             fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
         except FileExistsError:
             return False  # appeared meanwhile: not ours
-        os.fchmod(fd, 0o600)  # whatever the umask did
+        created = True
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES, errno.EPERM):
             return False  # a symlink (O_NOFOLLOW), a FIFO, a folder, someone else's file
         raise
     try:
+        if created:
+            os.fchmod(fd, 0o600)  # whatever the umask did
         info = os.fstat(fd)
         if not _is_own_private_file(info):
             return False
