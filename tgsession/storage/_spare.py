@@ -6,9 +6,10 @@ new inode for every write is what costs: on ext4 that sequence measured 3.9x one
 ``renameat2(RENAME_EXCHANGE)`` + the same folder fsync measured 2.2x (2.25x with the old
 copy zeroed afterwards): two cache flushes (the data, then the folder's journal commit)
 instead of the floor's one. A whole ``store_session`` under the lease, thread hop
-included, went from 1.8 ms to 0.9 ms (``python -m bench --only storage_latency``, a
-loaded 2-core VM). The design stays the same, a fully written and synced file swapped in
-by one atomic rename; only the file is reused.
+included, went from 1.8 ms to 0.9 ms on a quiet disk (``python -m bench --only
+storage_latency``, a loaded 2-core VM), and to 0.61x-0.68x on a busy one. The design
+stays the same, a fully written and synced file swapped in by one atomic rename; only
+the file is reused.
 
 So ``.<name>.spare`` sits beside the session: written and synced, exchanged with the
 session file (the old session takes the spare's name), then the old copy is overwritten
