@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_file_spare import exchange_works
 from tgsession import FileStorage, SessionNotFoundError, SessionStorageError, Storage
 from tgsession.keys import generate_key
 from tgsession.storage import file as file_module
@@ -199,9 +200,13 @@ def open_storage(path: Path, encrypted: bool) -> Storage:
 
 
 async def stored_number(path: Path, encrypted: bool) -> int:
-    """The number stored at ``path`` (0 for none), after checking that the lock is free."""
-    lease = await FileStorage(path).acquire()  # fails fast if the dead writer kept it
+    """The number stored at ``path`` (0 for none), after checking that the lock is free and
+    that its spare, once relocked, holds no session (the writers wrote through it)."""
+    storage = FileStorage(path)
+    lease = await storage.acquire()  # fails fast if the dead writer kept it
     try:
+        if storage.spare_path.exists():
+            assert not storage.spare_path.read_bytes().strip(b"\0"), "a session in the spare"
         return number_of(await open_storage(path, encrypted).load_session())
     except SessionNotFoundError:
         return 0
@@ -215,6 +220,8 @@ def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[st
     forker = Forker(WRITERS, env=dict(os.environ, TGSESSION_TEST_KEY=KEY if encrypted else ""))
     failures: list[str] = []
     before = 0  # what the file holds before this trial
+    spare = FileStorage(path).spare_path
+    spare_used = 0  # trials after which the spare was there: the writer wrote through it
     try:
         for trial in range(trials):
             started = forker.start(path)
@@ -230,6 +237,7 @@ def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[st
                 failures.append(f"trial {trial}: the writer ended with status {status}")
             if started != before:
                 failures.append(f"trial {trial}: the writer read {started}, {before} was stored")
+            spare_used += spare.exists()
             try:
                 found = asyncio.run(stored_number(path, encrypted))
             except Exception as error:
@@ -241,6 +249,8 @@ def kill_writers(path: Path, encrypted: bool, trials: int, seed: int) -> list[st
             before = found
     finally:
         forker.close()
+    if trials >= 10 and not spare_used and exchange_works(path.parent):
+        failures.append(f"the writers on {path} never wrote through the spare")
     return failures
 
 
@@ -267,8 +277,9 @@ def test_killed_writer_leaves_previous_or_new_session(tmp_path: Path, encrypted:
 def test_killed_writer_leaves_no_temporary_file_once_relocked(tmp_path: Path) -> None:
     path = tmp_path / "session.json"
     assert not kill_writers(path, encrypted=False, trials=5, seed=1)
-    asyncio.run(stored_number(path, encrypted=False))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.json", "session.json.lock"]
+    asyncio.run(stored_number(path, encrypted=False))  # the spare, if any, holds zeros
+    names = {p.name for p in tmp_path.iterdir()} - {".session.json.spare"}
+    assert sorted(names) == ["session.json", "session.json.lock"]
 
 
 # -- a full disk ------------------------------------------------------------------------

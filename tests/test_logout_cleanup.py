@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from tests import services
 from tests.services import forget_postgres_session, forget_redis_session, with_name
+from tests.test_file_spare import exchange_works
 from tgsession import ConfigError, FileStorage, storage_from_url
 from tgsession.storage.postgres import PostgresStorage
 from tgsession.storage.redis import RedisStorage
@@ -38,17 +39,21 @@ async def logout_local_only(cwd: Path, *where: str) -> str:
 
 
 async def use(storage: FileStorage | RedisStorage | PostgresStorage) -> None:
-    """What a program leaves: a session, entity rows, a lease taken and released."""
+    """What a program leaves: a session (stored twice), entity rows, a lease taken and
+    released."""
     lease = await storage.acquire()
     await storage.store_session(b'{"not": "decoded by logout"}')
+    await storage.store_session(b'{"not": "decoded by logout", "again": true}')
     await storage.store_entities([(1, b"row", ("username:row",))])
     await lease.release()
 
 
-async def test_file_session_leaves_no_lock_file(tmp_path: Path) -> None:
+async def test_file_session_leaves_no_lock_file_and_no_spare(tmp_path: Path) -> None:
     session_file = tmp_path / ".tgsession" / "session.json"
-    await use(FileStorage(session_file))
-    assert session_file.with_name("session.json.lock").exists()
+    storage = FileStorage(session_file)
+    await use(storage)
+    assert storage.lock_path.exists()
+    assert storage.spare_path.exists() or not exchange_works(tmp_path)
 
     await logout_local_only(tmp_path, "--session-file", str(session_file))
 

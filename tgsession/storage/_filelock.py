@@ -32,7 +32,8 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -86,6 +87,7 @@ class FileLease(SendGate):
         self._holder = holder
         self._lost_reason: str | None = None
         self._lost_event = asyncio.Event()
+        self._in_use = threading.Lock()  # held by a write that relies on this lease
         self._loop = asyncio.get_running_loop()
         self._watch: asyncio.Task[None] | None = self._loop.create_task(
             self._watch_forever(), name=f"tgsession lock watch on {lock_path}"
@@ -142,6 +144,14 @@ class FileLease(SendGate):
             self._lost_reason = self._lost_reason or reason
             raise self.lost_error()
 
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[bool]:
+        """For a worker thread: whether the lock is held (not lost, not released). While the
+        block runs, :meth:`release` waits for it in its own thread, so the lock, and with it
+        the right to be the only writer, lasts until the block ends."""
+        with self._in_use:
+            yield self._fd is not None and not self.lost
+
     async def wait_lost(self) -> None:
         """Return once the lease is lost, for example to stop the client at once."""
         await self._lost_event.wait()
@@ -151,11 +161,11 @@ class FileLease(SendGate):
         self._stop_watch()
         fd, self._fd = self._fd, None
         guard, self._guard = self._guard, None
-        if guard is not None:
-            guard.close()
         if fd is not None:
             # A lost lock file is someone else's now: leave its holder record alone.
-            await run_blocking(_close if self.lost else _unlock, fd)
+            await run_blocking(self._let_go, fd, guard, _close if self.lost else _unlock)
+        elif guard is not None:
+            guard.close()
         self._gate_closed_for_good()
 
     async def __aenter__(self) -> FileLease:
@@ -168,6 +178,12 @@ class FileLease(SendGate):
         tb: TracebackType | None,
     ) -> None:
         await self.release()
+
+    def _let_go(self, fd: int, guard: socket.socket | None, close: Callable[[int], None]) -> None:
+        with self._in_use:  # after the write that relies on the lock, if one runs
+            if guard is not None:
+                guard.close()
+            close(fd)
 
     def _mark_lost(self, reason: str) -> None:
         first = not self._lost_event.is_set()

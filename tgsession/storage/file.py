@@ -1,8 +1,11 @@
 """A session in a private file, replaced atomically, with an entity database and a lock.
 
-Three files live side by side (all 0600, in a folder created 0700)::
+These files live side by side (all 0600, in a folder created 0700)::
 
     session.json                  the session bytes, replaced whole by temp file + rename
+    .session.json.spare           the temp file kept for the next write while the lease is
+                                  held, swapped in by RENAME_EXCHANGE; zeros once it is the
+                                  old session (see ``_spare``; Linux only)
     session.json.entities.sqlite  the entity cache: SQLite in WAL mode (see ``_entitydb``),
                                   with its -wal and -shm files
     session.json.lock             flock'ed by the holder, names it; never deleted
@@ -11,10 +14,11 @@ Every file operation runs off the event loop. The session document's operations 
 plain blocking function each, run once in the event loop's default executor
 (``aiofiles.os.wrap``): ``acquire`` (folders, lock, tidying), ``load_session`` (open,
 fstat, permission check, read, close), ``store_session`` (folders, checks, temp file,
-write, fsync, rename, folder fsync). Each thread hop costs tens to hundreds of
-microseconds, which dominated these operations when every syscall was its own hop; doing
-the syscalls back to back in one thread makes opening a session several times cheaper
-and never blocks the loop either. The entity database has its own thread, which owns its
+write, fsync, rename, folder fsync; then zeros over the old copy when the temp file was
+the spare). Each thread hop costs tens to hundreds of microseconds, which dominated
+these operations when every syscall was its own hop; doing the syscalls back to back in
+one thread makes opening a session several times cheaper and never blocks the loop
+either. The entity database has its own thread, which owns its
 SQLite connection: one hop per lookup or write batch.
 """
 
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._errors import LeaseLostError, SessionNotFoundError, SessionStorageError
+from . import _spare
 from ._entitydb import EntityDatabase
 from ._filelock import (
     _O_CLOEXEC,
@@ -64,8 +69,14 @@ class FileStorage:
     - :class:`~tgsession.Storage`: ``store_session`` writes a temporary file (created
       0600 with ``O_EXCL|O_NOFOLLOW``) in the same folder, fsyncs it, renames it over the
       session file and fsyncs the folder: a crash leaves the old or the new session, and a
-      symlink at either name is replaced, never written through. ``store_session(b"")``
-      deletes the file, so nothing is stored. ``load_session`` raises
+      symlink at either name is replaced, never written through. While this object holds
+      its lease (Linux), the temporary file is one kept for reuse, ``.<name>.spare``: it
+      is written in place, fdatasync'ed and exchanged with the session file
+      (``renameat2(RENAME_EXCHANGE)``), then the old session, now at the spare's name, is
+      overwritten with zeros; allocating no new file makes a write about half as costly.
+      A spare that is not a private regular file with one link is never written: its
+      name is removed and that write takes the new-file path. ``store_session(b"")``
+      deletes the file (and the spare), so nothing is stored. ``load_session`` raises
       :class:`~tgsession.SessionNotFoundError` for a missing or empty file.
     - Permissions: folders it creates are 0700. A session or entity file that group or
       others may read or write, or that another user than this one or root owns, is refused with
@@ -113,6 +124,8 @@ class FileStorage:
             fence=self._fence_entity_write,
         )
         self._lease: FileLease | None = None  # checked before each write
+        self._spare_path = _spare.spare_path(self._path)
+        self._use_spare = _spare.SPARE_SUPPORTED  # False once the exchange was refused
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self._path)!r})"
@@ -137,6 +150,12 @@ class FileStorage:
     def lock_path(self) -> Path:
         """The lock file beside the session file."""
         return self._lock_path
+
+    @property
+    def spare_path(self) -> Path:
+        """The reused temporary file beside the session file (``.session.json.spare``):
+        written while this object holds the lease, holding zeros between writes."""
+        return self._spare_path
 
     # -- Storage ------------------------------------------------------------------------
 
@@ -204,7 +223,8 @@ class FileStorage:
 
         Raises :class:`~tgsession.SessionLockedError` naming the holder (``pid 1234 on
         host-a``) once ``wait`` seconds pass. Once locked, removes temporary files that a
-        crashed writer left behind (they are never read, so this is only tidying).
+        crashed writer left behind (they are never read, so this is only tidying), and the
+        spare unless it holds only zeros (a writer killed before zeroing it).
         """
         self._lease = await acquire_file_lock(
             self._lock_path,
@@ -238,8 +258,8 @@ class FileStorage:
         return self._lease, loaded[-1]
 
     async def delete_session(self) -> None:
-        """Remove the session file and the entity rows and, while this object holds the
-        lock (:meth:`acquire`), the entity database's files and the lock file too
+        """Remove the session file, its spare and the entity rows and, while this object
+        holds the lock (:meth:`acquire`), the entity database's files and the lock file too
         (``logout`` leaves nothing behind).
 
         A process that opened the lock file just before it went locks a deleted file, sees
@@ -290,7 +310,7 @@ class FileStorage:
 
     async def _remove(self, target: Path) -> None:
         try:
-            await run_blocking(_unlink_durably, target)
+            await run_blocking(_unlink_durably, target, self._spare_path)
         except OSError as error:
             raise _storage_error("delete", target, error) from error
 
@@ -345,28 +365,65 @@ class FileStorage:
                 f"(uid {me}); run `chown {me} {_quote(path)}` {fix}"
             )
 
-    def _check_existing(self, path: Path) -> None:
-        """Refuse to replace an insecure file.
+    def _check_existing(self, path: Path) -> os.stat_result | None:
+        """Refuse to replace an insecure file; return its lstat (``None``: there is none).
 
         A symlink is not followed: the rename replaces the link, not what it points to.
         """
         try:
             info = os.stat(path, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return None
         if stat.S_ISREG(info.st_mode):
             self._check_private(path, info)
+        return info
 
     def _replace_now(self, target: Path, data: bytes) -> None:
-        """Atomically replace ``target`` with ``data`` (temp file, fsync, rename, fsync)."""
-        if self._lease is not None:
-            self._lease.verify_now()  # a holder whose lock file went must not write
+        """Atomically replace ``target`` with ``data``: through the spare while this object
+        holds its lease (kept held until the write ends), else by a new temporary file."""
+        lease = self._lease
+        with lease.kept() if lease is not None else contextlib.nullcontext(False) as held:
+            if lease is not None:
+                lease.verify_now()  # a holder whose lock file went must not write
+            try:
+                existing = self._check_existing(target)
+                if existing is None:
+                    _make_private_folders(target.parent)  # (a stat saved when it exists)
+                if held and self._use_spare and self._replace_via_spare(target, existing, data):
+                    return
+                write_private_file(target, data)
+            except OSError as error:
+                raise _storage_error("write", target, error) from error
+
+    def _replace_via_spare(
+        self, target: Path, existing: os.stat_result | None, data: bytes
+    ) -> bool:
+        """Write the spare, swap it in, sync the folder, zero the old copy; False (nothing
+        replaced) when the spare cannot be used, so the caller writes a new file instead."""
+        spare = self._spare_path
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            return False  # a symlink or the like: the new-file path replaces the name itself
         try:
-            _make_private_folders(target.parent)
-            self._check_existing(target)
-            write_private_file(target, data)
-        except OSError as error:
-            raise _storage_error("write", target, error) from error
+            written = _spare.write_spare(spare, data)
+        except OSError:
+            written = False  # the new-file path tries again, and reports what fails
+        if not written:
+            _remove_quietly(spare)  # whatever it was: only its name goes
+            return False
+        if existing is None:
+            os.rename(spare, target)
+        else:
+            try:
+                _spare.exchange(spare, target)
+            except OSError as error:  # nothing was swapped
+                if isinstance(error, _spare.ExchangeUnsupportedError):
+                    self._use_spare = False  # for good: this file system cannot
+                    _remove_quietly(spare)
+                return False
+        _fsync_folder(target.parent)
+        if existing is not None:
+            _spare.zero_out(spare, existing)  # only after the folder sync made the swap durable
+        return True
 
     def _make_folders_for_lock(self) -> None:
         try:
@@ -376,6 +433,10 @@ class FileStorage:
 
     def _tidy_after_lock(self) -> None:
         _remove_leftover_temps((self._path, self._legacy_log_path))
+        if _spare.holds_only_zeros(self._spare_path) is False:
+            # A writer killed before zeroing it: an older session is in there.
+            with contextlib.suppress(OSError):
+                _unlink_durably(self._spare_path)
 
 
 def write_private_file(target: Path, data: bytes) -> None:
@@ -447,10 +508,15 @@ def _commit(temp: Path, target: Path) -> None:
     _fsync_folder(target.parent)
 
 
-def _unlink_durably(target: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(target)
-        _fsync_folder(target.parent)
+def _unlink_durably(*targets: Path) -> None:
+    """Remove ``targets`` (all in one folder) and sync the folder if any was there."""
+    removed = False
+    for target in targets:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+            removed = True
+    if removed:
+        _fsync_folder(targets[0].parent)
 
 
 def _remove_quietly(path: Path) -> None:
