@@ -60,6 +60,9 @@ __all__ = [
 #: Seconds between two checks, by a holder, that its lock file is still the one at the path.
 CHECK_INTERVAL = 1.0
 
+#: Seconds after a lock taken on the event loop until its holder record is written.
+SETTLE_DELAY = 0.25
+
 _log = logging.getLogger("tgsession.lease")
 
 _T = TypeVar("_T")
@@ -107,11 +110,15 @@ class FileLease(SendGate):
             self._watch_forever(), name=f"tgsession lock watch on {lock_path}"
         )
         # A lock taken on the event loop (acquire_file_lock_now) records its holder, and
-        # runs ``settle``, in one worker-thread hop soon after; see settled().
+        # runs ``settle``, in one worker-thread hop SETTLE_DELAY later (not while the
+        # program connects: starting a thread costs the loop up to a millisecond), or
+        # at once when settled() is awaited first.
         self._settling: asyncio.Future[None] | None = None
-        if record is not None or settle is not None:
-            self._settling = asyncio.ensure_future(
-                run_blocking(self._settle_now, fd, record, settle))
+        self._to_settle = (record, settle) if record is not None or settle is not None else None
+        self._settle_timer = (
+            self._loop.call_later(SETTLE_DELAY, self._start_settling)
+            if self._to_settle is not None else None
+        )
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "held" if self._fd is not None else "released"
@@ -170,10 +177,21 @@ class FileLease(SendGate):
 
     async def settled(self) -> None:
         """Return once the work left from taking the lock (the holder record, the
-        ``settle`` step) is done; at once for a lock taken in a worker thread. It never
-        raises: a failure there is logged (the lock itself is held)."""
+        ``settle`` step) is done, starting it now if it has not started; at once for a
+        lock taken in a worker thread. It never raises: a failure there is logged (the
+        lock itself is held)."""
+        self._start_settling()
         if self._settling is not None and not self._settling.done():
             await asyncio.shield(self._settling)
+
+    def _start_settling(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        work, self._to_settle = self._to_settle, None
+        if work is not None and self._fd is not None:
+            self._settling = asyncio.ensure_future(
+                run_blocking(self._settle_now, self._fd, *work))
 
     async def release(self) -> None:
         """Release the lock; calling it again does nothing."""

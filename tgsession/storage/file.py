@@ -16,6 +16,13 @@ microseconds, which dominated these operations when every syscall was its own ho
 the syscalls back to back in one thread makes opening a session several times cheaper
 and never blocks the loop either. The entity database has its own thread, which owns its
 SQLite connection: one hop per lookup or write batch.
+
+One exception, the restart: on Linux ``acquire_and_load`` first tries to take the lock
+and read the session right on the event loop, with syscalls that fail rather than wait
+for the disk (``_nowait``: ``openat2`` RESOLVE_CACHED, ``preadv2`` RWF_NOWAIT). When the
+kernel's caches hold both files, as they do when a program restarts, that costs about
+0.3 ms where the first hop of a new process costs 0.8 to 1.5 ms; otherwise it falls back
+to the hop. The holder record and the tidying follow in one hop a moment later.
 """
 
 from __future__ import annotations
