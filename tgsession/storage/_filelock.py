@@ -330,7 +330,9 @@ def acquire_file_lock_now(
     try:
         result = on_locked()
     except Exception:
-        _give_back(fd, guard)
+        if guard is not None:
+            guard.close()
+        os.close(fd)  # releases the flock; the lock file is empty, as it was
         return None
     holder = local_holder()
     lease = FileLease(fd, lock_path, holder, guard, record=_holder_record(holder),
