@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -43,14 +44,25 @@ import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
 from ._lease import SendGate, local_holder
+from ._nowait import WouldBlock, open_cached
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["CHECK_INTERVAL", "FileLease", "acquire_file_lock", "probe_lock_holder", "run_blocking"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "FileLease",
+    "acquire_file_lock",
+    "acquire_file_lock_now",
+    "probe_lock_holder",
+    "run_blocking",
+]
 
 #: Seconds between two checks, by a holder, that its lock file is still the one at the path.
 CHECK_INTERVAL = 1.0
+
+#: Seconds after a lock taken on the event loop until its holder record is written.
+SETTLE_DELAY = 0.25
 
 _log = logging.getLogger("tgsession.lease")
 
@@ -78,7 +90,14 @@ class FileLease(SendGate):
     """
 
     def __init__(
-        self, fd: int, lock_path: Path, holder: str, guard: socket.socket | None = None
+        self,
+        fd: int,
+        lock_path: Path,
+        holder: str,
+        guard: socket.socket | None = None,
+        *,
+        record: bytes | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self._init_gate(None)
         self._fd: int | None = fd
@@ -91,6 +110,16 @@ class FileLease(SendGate):
         self._loop = asyncio.get_running_loop()
         self._watch: asyncio.Task[None] | None = self._loop.create_task(
             self._watch_forever(), name=f"tgsession lock watch on {lock_path}"
+        )
+        # A lock taken on the event loop (acquire_file_lock_now) records its holder, and
+        # runs ``settle``, in one worker-thread hop SETTLE_DELAY later (not while the
+        # program connects: starting a thread costs the loop up to a millisecond), or
+        # at once when settled() is awaited first.
+        self._settling: asyncio.Future[None] | None = None
+        self._to_settle = (record, settle) if record is not None or settle is not None else None
+        self._settle_timer = (
+            self._loop.call_later(SETTLE_DELAY, self._start_settling)
+            if self._to_settle is not None else None
         )
 
     def __repr__(self) -> str:
@@ -156,8 +185,27 @@ class FileLease(SendGate):
         """Return once the lease is lost, for example to stop the client at once."""
         await self._lost_event.wait()
 
+    async def settled(self) -> None:
+        """Return once the work left from taking the lock (the holder record, the
+        ``settle`` step) is done, starting it now if it has not started; at once for a
+        lock taken in a worker thread. It never raises: a failure there is logged (the
+        lock itself is held)."""
+        self._start_settling()
+        if self._settling is not None and not self._settling.done():
+            await asyncio.shield(self._settling)
+
+    def _start_settling(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        work, self._to_settle = self._to_settle, None
+        if work is not None and self._fd is not None:
+            self._settling = asyncio.ensure_future(
+                run_blocking(self._settle_now, self._fd, *work))
+
     async def release(self) -> None:
         """Release the lock; calling it again does nothing."""
+        await self.settled()
         self._stop_watch()
         fd, self._fd = self._fd, None
         guard, self._guard = self._guard, None
@@ -193,6 +241,15 @@ class FileLease(SendGate):
             _log.error("lost the session lock: %s", self.lost_error())
             self._gate_closed_for_good()
             self._stop_watch()
+
+    def _settle_now(self, fd: int, record: bytes | None, settle: Callable[[], None] | None) -> None:
+        try:
+            if record is not None:
+                _write_record(fd, record)
+            if settle is not None:
+                settle()
+        except Exception as error:  # the lock is held either way; say why the rest failed
+            _log.warning("after locking %s: %s", self._lock_path, _describe_any(error))
 
     def _stop_watch(self) -> None:
         task, self._watch = self._watch, None
@@ -235,13 +292,13 @@ async def acquire_file_lock(
     """
     _require_flock()
     holder = local_holder()
-    record = f"{holder} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+    record = _holder_record(holder)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(wait, 0.0)
     delay = 0.01
     while True:
         attempt = asyncio.ensure_future(
-            run_blocking(_attempt, lock_path, record.encode(), prepare, on_locked)
+            run_blocking(_attempt, lock_path, record, prepare, on_locked)
         )
         prepare = None  # once is enough
         try:
@@ -261,6 +318,71 @@ async def acquire_file_lock(
             raise SessionLockedError(_locked_message(target, lock_path, other, wait), holder=other)
         await asyncio.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.1)
+
+
+def acquire_file_lock_now(
+    lock_path: Path,
+    *,
+    on_locked: Callable[[], _T],
+    settle: Callable[[], None] | None = None,
+) -> tuple[FileLease, _T] | None:
+    """:func:`acquire_file_lock`'s fast path, on the event loop itself, for the common
+    start: the lock file exists, 0600 and empty (its last holder released it), nobody
+    holds it, and the kernel's caches hold every part of its path (see ``_nowait``).
+
+    Then the lock is taken with no syscall that can wait for the disk, and ``on_locked``
+    runs on the loop; it must not wait for the disk either. Returns ``(lease, what
+    on_locked returned)``; the holder record and ``settle`` (blocking) follow in one
+    worker-thread hop, which :meth:`FileLease.settled` waits for. Returns ``None``,
+    holding nothing, in every other case, or when ``on_locked`` raises anything: the
+    caller then takes :func:`acquire_file_lock`, which handles (and reports) them all.
+    """
+    if sys.platform == "win32":
+        return None
+    try:
+        fd, guard = _lock_now(lock_path)
+    except (WouldBlock, OSError):
+        return None
+    try:
+        result = on_locked()
+    except Exception:
+        if guard is not None:
+            guard.close()
+        os.close(fd)  # releases the flock; the lock file is empty, as it was
+        return None
+    holder = local_holder()
+    lease = FileLease(fd, lock_path, holder, guard, record=_holder_record(holder),
+                      settle=settle)
+    return lease, result
+
+
+def _lock_now(lock_path: Path) -> tuple[int, socket.socket | None]:
+    """Lock ``lock_path`` without waiting for the disk or a holder, or raise WouldBlock
+    (or OSError) holding nothing."""
+    fd = open_cached(lock_path, os.O_RDWR | _O_NOFOLLOW)
+    won = False
+    guard: socket.socket | None = None
+    try:
+        info = os.fstat(fd)
+        if (info.st_size or not stat.S_ISREG(info.st_mode)
+                or stat.S_IMODE(info.st_mode) != 0o600):
+            raise WouldBlock  # a stale record, a holder's record, a mode to fix
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WouldBlock from None
+        if _lock_file_change(fd, lock_path) is not None:
+            raise WouldBlock
+        guard, other = _claim_guard(lock_path)
+        if other is not None:
+            raise WouldBlock
+        won = True
+        return fd, guard
+    finally:
+        if not won:
+            if guard is not None:
+                guard.close()
+            os.close(fd)
 
 
 def probe_lock_holder(lock_path: Path) -> str | None:
@@ -329,8 +451,7 @@ def _try_lock(lock_path: Path, record: bytes) -> _Attempt:
             return None, None, other
         # Any failure from here on (ENOSPC writing the record, EIO) must close the fd:
         # a leaked descriptor would keep the flock until this process exits.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
+        _write_record(fd, record)
         won = True
         return fd, guard, None
     finally:
@@ -417,6 +538,16 @@ def _give_back(fd: int, guard: socket.socket | None) -> None:
     _unlock(fd)
 
 
+def _holder_record(holder: str) -> bytes:
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return f"{holder} since {since}\n".encode()
+
+
+def _write_record(fd: int, record: bytes) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+
+
 def _read_holder(fd: int) -> str | None:
     text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
     first_line = text.splitlines()[0] if text else ""
@@ -471,6 +602,10 @@ def _locked_message(target: Path, lock_path: Path, holder: str | None, wait: flo
 
 def _describe(error: OSError) -> str:
     return error.strerror or str(error)
+
+
+def _describe_any(error: Exception) -> str:
+    return _describe(error) if isinstance(error, OSError) else str(error)
 
 
 def _require_flock() -> None:

@@ -20,6 +20,13 @@ these operations when every syscall was its own hop; doing the syscalls back to 
 one thread makes opening a session several times cheaper and never blocks the loop
 either. The entity database has its own thread, which owns its
 SQLite connection: one hop per lookup or write batch.
+
+One exception, the restart: on Linux ``acquire_and_load`` first tries to take the lock
+and read the session right on the event loop, with syscalls that fail rather than wait
+for the disk (``_nowait``: ``openat2`` RESOLVE_CACHED, ``preadv2`` RWF_NOWAIT). When the
+kernel's caches hold both files, as they do when a program restarts, that costs about
+0.3 ms where the first hop of a new process costs 0.8 to 1.5 ms; otherwise it falls back
+to the hop. The holder record and the tidying follow in one hop a moment later.
 """
 
 from __future__ import annotations
@@ -45,9 +52,11 @@ from ._filelock import (
     _O_NOFOLLOW,
     FileLease,
     acquire_file_lock,
+    acquire_file_lock_now,
     probe_lock_holder,
     run_blocking,
 )
+from ._nowait import open_cached, read_cached
 from .base import EntityRecord
 
 if sys.platform == "darwin":
@@ -241,7 +250,19 @@ class FileStorage:
 
         Errors are those of :meth:`acquire` and :meth:`load_session`; when the session
         file cannot be read (an insecure mode, an I/O error) the lock is given back.
+
+        On Linux, when the kernel's caches hold the lock file (empty: its last holder
+        released it) and the whole session file, both are taken right on the event loop
+        with syscalls that cannot wait for the disk (``_nowait``): no worker-thread hop,
+        which costs a new process more than the rest of the open. The holder record and
+        the tidying follow in one hop, before this storage's next write.
         """
+        now = acquire_file_lock_now(
+            self._lock_path, on_locked=self._load_cached, settle=self._tidy_after_lock
+        )
+        if now is not None:
+            self._lease, data = now
+            return self._lease, data
         loaded: list[bytes | None] = []
 
         def on_locked() -> None:
@@ -306,13 +327,35 @@ class FileStorage:
         return await asyncio.shield(task)
 
     async def _replace(self, target: Path, data: bytes) -> None:
+        await self._settled()
         await run_blocking(self._replace_now, target, data)
 
     async def _remove(self, target: Path) -> None:
+        await self._settled()
         try:
             await run_blocking(_unlink_durably, target, self._spare_path)
         except OSError as error:
             raise _storage_error("delete", target, error) from error
+
+    async def _settled(self) -> None:
+        """Let the tidying left from a lock taken on the event loop finish first: it
+        removes temporary files, and must never meet one this storage is writing."""
+        if self._lease is not None:
+            await self._lease.settled()
+
+    def _load_cached(self) -> bytes | None:
+        """The session file's bytes (``None`` when empty) if the kernel's caches hold all
+        of it, on the event loop; raises ``WouldBlock`` (or any error: the caller then
+        reads it in a worker thread, which reports the error) otherwise."""
+        fd = open_cached(self._path, os.O_RDONLY)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(self._path))
+            self._check_private(self._path, info)
+            return read_cached(fd, info.st_size) or None
+        finally:
+            os.close(fd)
 
     # -- internals: blocking, run in a worker thread ------------------------------------
 
