@@ -186,3 +186,33 @@ async def test_unreachable_server_raises_session_storage_error_without_password(
             await storage.load_session()
     assert "hunter2" not in str(caught.value)
     assert "postgresql://bot:***@127.0.0.1" in str(caught.value)
+
+
+async def test_a_claim_that_meets_a_release_in_progress_is_no_takeover(
+    postgres_url: str, session_name: str
+) -> None:
+    """A newcomer whose claim runs while the holder's release commits takes a released
+    lease, not an expired one: no takeover grace (a rolling deploy would wait a TTL)."""
+    url = with_name(postgres_url, session_name, lease_ttl=30)
+    first, second = PostgresStorage.from_url(url), PostgresStorage.from_url(url)
+    lease = await first.acquire()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        releasing = conn.transaction()
+        await releasing.start()
+        await conn.execute(  # the holder's release, not committed yet: it holds the row
+            "UPDATE tgsession_sessions SET lease_token = NULL, lease_holder = NULL, "
+            "lease_since = NULL, lease_expires = NULL WHERE name = $1", session_name)
+        claim = asyncio.ensure_future(second._try_acquire("newcomer-token", "newcomer"))
+        await asyncio.sleep(0.5)  # the claim starts, and waits for the row
+        assert not claim.done()
+        await releasing.commit()
+        taken = await asyncio.wait_for(claim, 10)
+        assert not isinstance(taken, str), taken
+        assert taken.took_over_expired is False
+        await taken.release()
+    finally:
+        await conn.close()
+        await lease.release()  # its token is gone: releases nothing of the newcomer's
+        await first.aclose()
+        await second.aclose()

@@ -333,12 +333,17 @@ class PostgresStorage(LeasingStorage):
 
     async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
         # Taking our own lease again counts as success, so a retried statement is harmless.
-        # ``previous`` (the statement's snapshot) tells whether the lease we take had
-        # expired under another holder (its token is still there) or was released (NULL).
+        # ``previous`` tells whether the lease we take had expired under another holder:
+        # the token of a lease already expired in the statement's snapshot. A lease live
+        # in the snapshot that we take anyway was released while the statement waited for
+        # the row (the upsert re-checks the latest version; the snapshot does not): no
+        # takeover, no grace. ``now()`` is fixed for the statement, so expiry cannot
+        # differ between the two.
         # The statement also returns the session's bytes, so that acquire_and_load()
         # takes the lease and reads the session in this one round trip.
         claim = (
-            f"WITH previous AS (SELECT lease_token FROM {self._sessions} WHERE name = $1) "
+            f"WITH previous AS (SELECT lease_token FROM {self._sessions} "
+            "WHERE name = $1 AND lease_expires <= now()) "
             f"INSERT INTO {self._sessions} AS s "
             "(name, lease_token, lease_holder, lease_since, lease_expires) "
             "VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4)) "
