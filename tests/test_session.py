@@ -295,12 +295,17 @@ async def test_a_change_undone_while_its_write_is_in_flight_is_stored(in_flight:
     assert stored == 1000
 
 
-async def test_a_save_of_the_stored_state_writes_nothing() -> None:
-    storage = CountingStorage()
+async def _reopened_after_fill(storage: MemoryStorage) -> StorageSession:
+    """A session opened from what another one, filled by :func:`fill`, stored."""
     session = await StorageSession.open(storage)
     fill(session)
     await session.flush()
-    again = await StorageSession.open(storage)
+    return await StorageSession.open(storage)
+
+
+async def test_a_save_of_the_stored_state_writes_nothing() -> None:
+    storage = CountingStorage()
+    again = await _reopened_after_fill(storage)
     writes = storage.writes
     for _ in range(3):
         again.save()
@@ -314,10 +319,7 @@ async def test_a_save_of_the_stored_state_writes_nothing() -> None:
 
 async def test_an_update_state_telethon_never_asked_for_is_stored_again_as_it_was() -> None:
     storage = CountingStorage()
-    session = await StorageSession.open(storage)
-    fill(session)
-    await session.flush()
-    again = await StorageSession.open(storage)
+    again = await _reopened_after_fill(storage)
     again.set_dc(4, "127.0.0.1", 4445)  # write the document, update state untouched
     await again.flush()
     third = await StorageSession.open(storage)
@@ -329,10 +331,7 @@ async def test_an_update_state_telethon_never_asked_for_is_stored_again_as_it_wa
 
 async def test_forgetting_the_account_drops_an_update_state_never_asked_for() -> None:
     storage = CountingStorage()
-    session = await StorageSession.open(storage)
-    fill(session)
-    await session.flush()
-    again = await StorageSession.open(storage)
+    again = await _reopened_after_fill(storage)
     await again.forget_account()
     assert decode_session(await storage.load_session()).updates is None
     assert list(again.get_update_states()) == []
