@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from telethon import TelegramClient
@@ -159,6 +160,30 @@ class PlainStorage:
         self.data = data
 
 
+class RowsButOneMethod(MemoryStorage):
+    """Rows beside the session, but without one method of EntityStorage."""
+
+    count_entities = None  # type: ignore[assignment]
+
+
+def test_rows_are_kept_beside_the_session_exactly_in_an_entity_storage(tmp_path: Path) -> None:
+    from tgsession.keys import generate_key
+    from tgsession.session import _keeps_rows
+    from tgsession.storage.base import EntityStorage
+    from tgsession.storage.encrypted import EncryptedStorage
+    from tgsession.storage.file import FileStorage
+
+    storages: list[object] = [
+        MemoryStorage(), FileStorage(tmp_path / "s.json"), PlainStorage(), RowsButOneMethod(),
+        EncryptedStorage(MemoryStorage(), generate_key()),
+        EncryptedStorage(PlainStorage(), generate_key()), None,
+    ]
+    for storage in storages:
+        assert _keeps_rows(storage) == isinstance(storage, EntityStorage), storage
+    assert [_keeps_rows(storage) for storage in storages] == [
+        True, True, False, False, True, False, False]
+
+
 async def test_burst_of_saves_coalesces_into_at_most_two_writes() -> None:
     storage = CountingStorage()
     session = await StorageSession.open(storage)
@@ -217,6 +242,99 @@ async def test_writes_are_in_order_and_the_last_state_wins() -> None:
     await session.flush()
     stored = decode_session(await storage.load_session())
     assert stored.dc is not None and stored.dc.port == 1049
+
+
+class GatedStorage(MemoryStorage):
+    """Holds each session write until ``gate`` is set (when there is one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.writing = asyncio.Event()
+        self.in_flight = 0
+
+    async def store_session(self, data: bytes) -> None:
+        self.in_flight += 1
+        self.writing.set()
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await super().store_session(data)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("in_flight", ["writer", "flush"])
+async def test_a_change_undone_while_its_write_is_in_flight_is_stored(in_flight: str) -> None:
+    # A save of the state last stored writes nothing; one made while another state is
+    # being written must still be written, or the storage would keep the undone change.
+    storage = GatedStorage()
+    session = await StorageSession.open(storage)
+    session.set_dc(2, "127.0.0.1", 1000)
+    await session.flush()
+    storage.gate, storage.writing = asyncio.Event(), asyncio.Event()
+    session.set_dc(2, "127.0.0.1", 2000)
+    if in_flight == "writer":
+        session.save()
+        flushing = None
+    else:
+        flushing = asyncio.ensure_future(session.flush())
+    await storage.writing.wait()  # port 2000 is being written
+    session.set_dc(2, "127.0.0.1", 1000)
+    session.save()
+    storage.gate.set()
+    if flushing is not None:
+        await flushing
+    stored = None
+    for _ in range(200):  # until nothing is being written and port 1000 is stored (2 s)
+        dc = decode_session(await storage.load_session()).dc
+        stored = None if dc is None else dc.port
+        if stored == 1000 and storage.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert stored == 1000
+
+
+async def _reopened_after_fill(storage: MemoryStorage) -> StorageSession:
+    """A session opened from what another one, filled by :func:`fill`, stored."""
+    session = await StorageSession.open(storage)
+    fill(session)
+    await session.flush()
+    return await StorageSession.open(storage)
+
+
+async def test_a_save_of_the_stored_state_writes_nothing() -> None:
+    storage = CountingStorage()
+    again = await _reopened_after_fill(storage)
+    writes = storage.writes
+    for _ in range(3):
+        again.save()
+        await asyncio.sleep(0.01)
+    assert storage.writes == writes
+    again.takeout_id = 78  # a change is written
+    again.save()
+    await asyncio.sleep(0.01)
+    assert storage.writes == writes + 1
+
+
+async def test_an_update_state_telethon_never_asked_for_is_stored_again_as_it_was() -> None:
+    storage = CountingStorage()
+    again = await _reopened_after_fill(storage)
+    again.set_dc(4, "127.0.0.1", 4445)  # write the document, update state untouched
+    await again.flush()
+    third = await StorageSession.open(storage)
+    states = dict(third.get_update_states())
+    assert (states[0].pts, states[0].qts, states[0].seq) == (10, 2, 3)
+    assert states[0].date == datetime.datetime(2026, 1, 1, tzinfo=UTC)
+    assert states[1000].pts == 55 and sorted(states) == [0, 1000]
+
+
+async def test_forgetting_the_account_drops_an_update_state_never_asked_for() -> None:
+    storage = CountingStorage()
+    again = await _reopened_after_fill(storage)
+    await again.forget_account()
+    assert decode_session(await storage.load_session()).updates is None
+    assert list(again.get_update_states()) == []
 
 
 class FlakyStorage(MemoryStorage):

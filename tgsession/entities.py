@@ -140,6 +140,7 @@ class EntityCache:
     ``storage`` is ``None`` when the rows live inline in the session document (then the
     hot cache is the whole cache). ``self_row`` answers an id the cache does not hold
     (Telethon's "self" row, id 0, and the account's own id, kept in the session document).
+    ``describe()`` names the storage in warnings; it is called only when one is logged.
     """
 
     def __init__(
@@ -147,7 +148,7 @@ class EntityCache:
         storage: EntityStorage | None,
         size: int,
         *,
-        source: str,
+        describe: Callable[[], str],
         self_row: Callable[[int], Found | None] = lambda _id: None,
     ) -> None:
         self.storage = storage
@@ -156,7 +157,7 @@ class EntityCache:
         self.unwritten: dict[int, EntityRow] = {}
         #: Whether the stored rows are to be removed before the next rows are stored.
         self.cleared = False
-        self._source = source
+        self._describe = describe
         self._self_row = self_row
 
     @property
@@ -314,7 +315,7 @@ class EntityCache:
         if row is not None or raw is None:
             return row
         try:
-            return decode_entity_row(raw, source=f"{self._source} entity {entity_id}")
+            return decode_entity_row(raw, source=f"{self._describe()} entity {entity_id}")
         except SessionCorruptError as exc:
             # A torn row costs one lookup (Telethon asks Telegram), never the session.
             log.warning("ignored an unreadable cached entity: %s", exc)

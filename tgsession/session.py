@@ -24,7 +24,7 @@ import datetime
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from telethon import utils as tl_utils
 from telethon.crypto import AuthKey
@@ -90,6 +90,18 @@ def _default_lock_wait(storage: object) -> float:
     return 0.0
 
 
+#: The methods of :class:`~tgsession.storage.EntityStorage`.
+_ENTITY_METHODS = tuple(name for name in vars(EntityStorage) if not name.startswith("_"))
+
+
+def _keeps_rows(storage: object) -> TypeGuard[EntityStorage]:
+    """``isinstance(storage, EntityStorage)`` (every method present, none set to None),
+    without the protocol machinery's cost: this runs on every start."""
+    return storage is not None and all(
+        getattr(storage, name, None) is not None for name in _ENTITY_METHODS
+    )
+
+
 def _check_cache_size(size: object) -> int:
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"entity_cache_size must be a positive number of rows, not {size!r}")
@@ -121,7 +133,7 @@ def _ids(entity_id: int, exact: bool) -> tuple[int, ...]:
     """The marked ids a bare id may stand for: itself, or a user's, chat's and channel's."""
     if exact:
         return (entity_id,)
-    if 0 < entity_id <= 9999999999:  # what get_peer_id computes, without its checks
+    if 0 <= entity_id <= 9999999999:  # what get_peer_id computes, without its checks
         return (entity_id, -entity_id, -1000000000000 - entity_id)
     return tuple(tl_utils.get_peer_id(peer) for peer in (
         types.PeerUser(entity_id), types.PeerChat(entity_id), types.PeerChannel(entity_id)))
@@ -173,20 +185,26 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._lease = lease
         #: Telethon's switch (``SQLiteSession`` defines it): False caches no entities.
         self.save_entities = True
-        self._rows_in_storage = isinstance(storage, EntityStorage)
+        entity_storage = storage if _keeps_rows(storage) else None
+        self._rows_in_storage = entity_storage is not None
         self._cache = EntityCache(
-            storage if isinstance(storage, EntityStorage) else None,
+            entity_storage,
             _check_cache_size(entity_cache_size),
-            source=describe_storage(storage) if storage is not None else "memory",
+            describe=self._where,
             self_row=self._self_row,
         )
         self._user_id: int | None = None
         self._bot: bool | None = None
         self._self_hash: int | None = None
         self._dirty = False
-        #: The document as last read or written: a write of the same bytes is skipped
-        #: (Telethon saves on every connect, and most of those change nothing).
+        #: The document as last read or written, and the state it holds: a save of the same
+        #: state is skipped (Telethon saves on every connect, and most of those change
+        #: nothing), without encoding it when the state compares equal.
         self._stored_document: bytes | None = None
+        self._stored_state: SessionData | None = None
+        #: The update state as decoded, until Telethon first asks for it: its ``State``
+        #: objects are built then (a start without catch-up never asks).
+        self._loaded_updates: UpdateState | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._last_error: BaseException | None = None
@@ -254,7 +272,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     raw = None
             data = decode_session(raw, source=source) if raw else None
             session = cls(storage, data, lease=lease, entity_cache_size=entity_cache_size)
-            session._stored_document = raw or None
+            session._stored_document, session._stored_state = raw or None, data
             session._close_storage = close_storage
             session._watch_lease()
             session._watch_storage_loss()
@@ -271,8 +289,16 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._takeout_id = data.takeout_id
         self._user_id, self._bot = data.user_id, data.bot
         self._self_hash = data.self_access_hash
-        if data.updates is not None:
-            state = data.updates
+        self._loaded_updates = data.updates
+        # Inline rows of an EntityStorage's document (written by an older tgsession, or
+        # imported) move into the storage with the next write.
+        self._cache.load_inline(data.entities or ())
+
+    def _states(self) -> dict[int, Any]:
+        """Telethon's update states (``MemorySession._update_states``), built from the
+        decoded state on first use."""
+        state, self._loaded_updates = self._loaded_updates, None
+        if state is not None:
             self._update_states[0] = types.updates.State(
                 pts=state.pts,
                 qts=state.qts,
@@ -280,14 +306,22 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 seq=state.seq,
                 unread_count=0,
             )
+            now = datetime.datetime.now(tz=datetime.timezone.utc)
             for channel_id, pts in state.channels.items():
                 self._update_states[channel_id] = types.updates.State(
-                    pts=pts, qts=0, date=datetime.datetime.now(tz=datetime.timezone.utc),
-                    seq=0, unread_count=0,
+                    pts=pts, qts=0, date=now, seq=0, unread_count=0,
                 )
-        # Inline rows of an EntityStorage's document (written by an older tgsession, or
-        # imported) move into the storage with the next write.
-        self._cache.load_inline(data.entities or ())
+        states: dict[int, Any] = self._update_states
+        return states
+
+    def get_update_state(self, entity_id: int) -> Any:
+        return self._states().get(entity_id)
+
+    def set_update_state(self, entity_id: int, state: Any) -> None:
+        self._states()[entity_id] = state
+
+    def get_update_states(self) -> Any:
+        return self._states().items()
 
     async def entities_loaded(self) -> None:
         """Kept for compatibility: returns at once (nothing loads the stored cache)."""
@@ -372,7 +406,8 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                     "after it expired); writing back the session and the %d cached "
                     "entities held in memory", self._where(), len(self._cache.hot))
         self._cache.hold_all_for_writing()
-        self._stored_document = None  # the storage may have lost it: write it whatever it is
+        # The storage may have lost it: write it whatever it is.
+        self._stored_document = self._stored_state = None
         self.save()
 
     def set_user(self, user_id: int | None, bot: bool | None) -> None:
@@ -389,9 +424,11 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         return data
 
     def _snapshot_core(self) -> SessionData:
-        main = self._update_states.get(0)
-        updates = None
-        if main is not None:
+        updates = self._loaded_updates
+        if updates is not None:
+            updates = UpdateState(pts=updates.pts, qts=updates.qts, date=updates.date,
+                                  seq=updates.seq, channels=dict(updates.channels))
+        elif (main := self._update_states.get(0)) is not None:
             updates = UpdateState(
                 pts=main.pts,
                 qts=main.qts,
@@ -429,11 +466,25 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         return cloned
 
     def save(self) -> None:
-        """Schedule a write of the current state; returns at once."""
-        if self._storage is None or self._lease_lost is not None:
+        """Schedule a write of the current state; returns at once (with nothing scheduled
+        when that state is the one stored and no write is under way)."""
+        if self._storage is None or self._lease_lost is not None or self._stored_already():
             return
         self._dirty = True
         self._start_writer()
+
+    def _stored_already(self) -> bool:
+        # Only when nothing is being written: a write in flight may store another state
+        # than the one recorded as stored.
+        writer = self._writer
+        return (
+            self._stored_state is not None
+            and not self._dirty
+            and (writer is None or writer.done())
+            and not self._write_lock.locked()
+            and not self._rows_waiting()
+            and self._snapshot_core() == self._stored_state
+        )
 
     def close(self) -> Awaitable[None]:
         """Flush and release the lease. Telethon calls this on disconnect and awaits it."""
@@ -531,16 +582,19 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         the answer and the storage keeps rows, returns an awaitable that asks the storage
         (Telethon awaits it). Raises ``ValueError`` (also from the awaitable) when no
         cached entity matches."""
-        try:
-            if key.SUBCLASS_OF_ID in (0xC91C90B6, 0xE669BF46, 0x40F202FD):
-                return key  # already an InputPeer, InputUser or InputChannel
-            return tl_utils.get_input_peer(key)
-        except (AttributeError, TypeError):
-            if isinstance(key, TLObject):
-                key = tl_utils.get_peer_id(key)
-                exact = True
-            else:
-                exact = not isinstance(key, int) or key < 0
+        if isinstance(key, int):  # what the except below comes to for an id, unraised
+            exact = key < 0
+        else:
+            try:
+                if key.SUBCLASS_OF_ID in (0xC91C90B6, 0xE669BF46, 0x40F202FD):
+                    return key  # already an InputPeer, InputUser or InputChannel
+                return tl_utils.get_input_peer(key)
+            except (AttributeError, TypeError):
+                if isinstance(key, TLObject):
+                    key = tl_utils.get_peer_id(key)
+                    exact = True
+                else:
+                    exact = True  # a phone, username or name
         steps = _lookup_steps(key, exact)
         found = self._cache.resolve_now(steps)
         if isinstance(found, int):
@@ -659,15 +713,19 @@ class StorageSession(MemorySession):  # type: ignore[misc]
             rows_stored = await self._write_rows(storage)
         if self._dirty:
             self._dirty = False
-            document = encode_session(self._snapshot_core())
-            if document == self._stored_document:
+            state = self._snapshot_core()
+            if state == self._stored_state:
                 return rows_stored  # stored already: Telethon's save() on connect, say
+            document = encode_session(state)
+            if document == self._stored_document:
+                self._stored_state = state
+                return rows_stored
             try:
                 await storage.store_session(document)
             except BaseException:
                 self._dirty = True
                 raise
-            self._stored_document = document
+            self._stored_document, self._stored_state = document, state
         return rows_stored
 
     async def _write_rows(self, storage: EntityStorage) -> bool:
@@ -759,7 +817,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
                 if isinstance(storage, EntityStorage):
                     await storage.clear_entities()
                 await storage.store_session(b"")
-                self._stored_document = None
+                self._stored_document = self._stored_state = None
         finally:
             self._closing = False
             await self._let_go()
@@ -774,6 +832,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
         self._auth_key = None
         self._user_id = self._bot = self._self_hash = None
         self._update_states.clear()
+        self._loaded_updates = None
         self._cache.forget()
         self._cache.cleared = False
 
