@@ -162,9 +162,15 @@ def storage_url(settings: Settings, contender: str, name: str) -> str:
         return (settings.workdir / f"{name}.json").as_uri()
     if kind == "redis":
         assert settings.redis_url
-        return f"{settings.redis_url}?name={name}&key_prefix={SERVER_PREFIX}"
+        return _with_query(settings.redis_url, f"name={name}&key_prefix={SERVER_PREFIX}")
     assert settings.postgres_url
-    return f"{settings.postgres_url}?name={name}&table_prefix={SERVER_PREFIX}"
+    return _with_query(settings.postgres_url, f"name={name}&table_prefix={SERVER_PREFIX}")
+
+
+def _with_query(url: str, query: str) -> str:
+    """``url`` with ``query`` added (a server URL may have options of its own, such as
+    ``?sslmode=disable``)."""
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def make_storage(settings: Settings, contender: str, name: str) -> Storage:

@@ -38,6 +38,8 @@ DESCRIPTIONS = {
     "ts-file": "StorageSession over FileStorage",
     "ts-redis": "StorageSession over RedisStorage",
     "ts-postgres": "StorageSession over PostgresStorage",
+    "raw pg connect": "a PostgreSQL connection with no driver, until the server is ready "
+                      "(the restart floor row)",
 }
 
 

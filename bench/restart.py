@@ -15,6 +15,11 @@ rows in the contender's storage, opened in the child by ``storage_from_url``. Si
 number of cached entities stored with the session: the run's shared stored caches, with the
 session document replaced by one holding the pre-authorized key. A third row divides each
 contender's restart with the biggest cache by its restart with none.
+
+With PostgreSQL, a fourth row gives the floor of ``ts-postgres``: ``StringSession``'s
+restart (no storage I/O) plus one PostgreSQL connection made with no driver
+(``postgres_floor``), timed between the runs on the same server. Above 1x SQLite, the
+target is below what any PostgreSQL library could reach on this machine.
 """
 
 from __future__ import annotations
@@ -31,10 +36,14 @@ from tgsession.testing import FakeTelegram
 
 from .contenders import session_data, storage_url, stored_caches
 from .harness import Row, Settings, median
+from .postgres_floor import Endpoint, NoFloor, connect_once, endpoint
 
 MEASURE = "restart to first authorized request"
 WHOLE = "restart, whole process (parent's clock)"
 GROWTH = "restart with the cache / restart with none"
+FLOOR = "restart floor of ts-postgres (string + raw pg connect)"
+#: The floor row's column of the raw connection alone.
+RAW_CONNECT = "raw pg connect"
 
 CHILD = r"""
 import asyncio, json, os, sys, time
@@ -97,6 +106,9 @@ async def _child(job: dict[str, object]) -> tuple[float, float]:
 async def run(settings: Settings) -> list[Row]:
     sizes: Sequence[int] = settings.sizes(full=(0, 1_000_000), quick=(0, 1_000))
     repeats = settings.pick(full=9, quick=1)
+    connects_per_round = settings.pick(full=5, quick=2)
+    floor_at, no_floor = _floor_endpoint(settings)
+    connects: list[float] = []
     rows = []
     async with FakeTelegram() as tg:
         account = tg.add_user(first_name="Bench")
@@ -128,12 +140,15 @@ async def run(settings: Settings) -> list[Row]:
                     inside, wall = await _child({**job, "contender": contender})
                     elapsed[size].setdefault(contender, []).append(inside)
                     walls[size].setdefault(contender, []).append(wall)
+            if floor_at is not None:  # blocking, between runs: nothing else runs meanwhile
+                connects.extend(connect_once(floor_at) for _ in range(connects_per_round))
     by_size = {size: {k: median(v) * 1e3 for k, v in elapsed[size].items()} for size in sizes}
     for size in sizes:
         notes = [
             "child's clock: after imports (same imports for all), until get_me() returns; "
             f"{size:,} entities cached; memory/ts-memory cannot survive a restart",
             "StringSession keeps no entities (its size is always 0)",
+            *([no_floor] if no_floor else []),
         ]
         rows.append(Row(MEASURE, size, "ms", by_size[size],
                         target=1.0, repeats=repeats, notes=list(notes)))
@@ -141,6 +156,8 @@ async def run(settings: Settings) -> list[Row]:
                         {k: median(v) * 1e3 for k, v in walls[size].items()},
                         repeats=repeats, notes=["interpreter start, imports, work, "
                                                 "disconnect (and its final save)"]))
+        if connects and "string" in by_size[size]:
+            rows.append(_floor_row(size, by_size[size], connects, floor_at, repeats))
     biggest, smallest = max(sizes), min(sizes)
     rows.append(Row(
         GROWTH, biggest, "x",
@@ -151,3 +168,31 @@ async def run(settings: Settings) -> list[Row]:
                f"with {smallest:,}; runs of both sizes interleaved; target: within 1.1x"],
     ))
     return rows
+
+
+def _floor_endpoint(settings: Settings) -> tuple[Endpoint | None, str | None]:
+    """Where to time raw connections, or why not (a note); ``(None, None)`` when
+    ts-postgres is not measured at all (it has its own note then)."""
+    if not settings.postgres_url:
+        return None, None
+    try:
+        where = endpoint(settings.postgres_url)
+        connect_once(where)  # a warm-up, and the check that no password is asked
+    except (NoFloor, OSError) as error:
+        return None, f"no ts-postgres floor row: {error}"
+    return where, None
+
+
+def _floor_row(size: int, restarts: dict[str, float], connects: list[float],
+               where: Endpoint | None, repeats: int) -> Row:
+    raw = median(connects) * 1e3
+    return Row(
+        FLOOR, size, "ms",
+        {"sqlite": restarts["sqlite"], "string": restarts["string"], RAW_CONNECT: raw,
+         "ts-postgres": restarts["string"] + raw},
+        repeats=repeats,
+        notes=[f"ts-postgres: StringSession's restart (no storage I/O) + {RAW_CONNECT} "
+               f"(median of {len(connects)}, {where}: connect, startup packet, trust auth, "
+               "until ReadyForQuery; no TLS, no driver, no statement; PostgreSQL forks a "
+               "backend per connection); above 1x, the <= 1x target is below the floor"],
+    )
