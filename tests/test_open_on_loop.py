@@ -90,20 +90,6 @@ async def test_a_warm_restart_takes_the_lock_and_reads_without_a_thread(
     assert storage.lock_path.read_bytes() == b""
 
 
-async def test_a_stale_holder_record_takes_the_thread_path_and_is_replaced(
-    stored: Path, executor: CountingExecutor
-) -> None:
-    storage = FileStorage(stored)
-    storage.lock_path.write_text("pid 999999 on gone-host since 2020-01-01T00:00:00+00:00\n")
-    lease, data = await storage.acquire_and_load()
-    try:
-        assert data == DOCUMENT
-        assert executor.submitted  # a killed holder's record: the careful path
-        assert storage.lock_path.read_text().startswith(f"{local_holder()} since ")
-    finally:
-        await lease.release()
-
-
 @needs_nowait
 async def test_a_crashed_writers_temp_file_is_gone_before_the_first_write(
     stored: Path, executor: CountingExecutor
@@ -121,31 +107,35 @@ async def test_a_crashed_writers_temp_file_is_gone_before_the_first_write(
         await lease.release()
 
 
-async def test_without_openat2_the_thread_path_opens_the_same(
-    stored: Path, executor: CountingExecutor, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _stale_record(storage: FileStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.lock_path.write_text("pid 999999 on gone-host since 2020-01-01T00:00:00+00:00\n")
+
+
+def _no_openat2(storage: FileStorage, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_nowait, "_usable", False)
+
+
+def _mode_to_fix(storage: FileStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.lock_path.chmod(0o644)
+
+
+@pytest.mark.parametrize("prepare", [_stale_record, _no_openat2, _mode_to_fix],
+                         ids=["stale-holder-record", "no-openat2", "lock-mode-to-fix"])
+async def test_the_careful_cases_take_the_thread_path_and_open_the_same(
+    stored: Path,
+    executor: CountingExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    prepare: Callable[[FileStorage, pytest.MonkeyPatch], None],
+) -> None:
+    """A killed holder's record, no openat2, a lock file mode to fix: the thread path."""
     storage = FileStorage(stored)
+    prepare(storage, monkeypatch)
     lease, data = await storage.acquire_and_load()
     try:
         assert data == DOCUMENT
         assert executor.submitted
         assert storage.lock_path.read_text().startswith(f"{local_holder()} since ")
-    finally:
-        await lease.release()
-
-
-@needs_nowait
-async def test_a_file_mode_to_fix_takes_the_thread_path(
-    stored: Path, executor: CountingExecutor
-) -> None:
-    storage = FileStorage(stored)
-    storage.lock_path.chmod(0o644)
-    lease, data = await storage.acquire_and_load()
-    try:
-        assert data == DOCUMENT
-        assert executor.submitted
-        assert oct(storage.lock_path.stat().st_mode & 0o777) == oct(0o600)  # fixed there
+        assert storage.lock_path.stat().st_mode & 0o777 == 0o600
     finally:
         await lease.release()
 
