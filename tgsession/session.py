@@ -20,6 +20,7 @@ persists it with a background writer:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import warnings
@@ -426,8 +427,7 @@ class StorageSession(MemorySession):  # type: ignore[misc]
     def _snapshot_core(self) -> SessionData:
         updates = self._loaded_updates
         if updates is not None:
-            updates = UpdateState(pts=updates.pts, qts=updates.qts, date=updates.date,
-                                  seq=updates.seq, channels=dict(updates.channels))
+            updates = dataclasses.replace(updates, channels=dict(updates.channels))
         elif (main := self._update_states.get(0)) is not None:
             updates = UpdateState(
                 pts=main.pts,

@@ -347,29 +347,28 @@ class FileStorage:
         """The session file's bytes (``None`` when empty) if the kernel's caches hold all
         of it, on the event loop; raises ``WouldBlock`` (or any error: the caller then
         reads it in a worker thread, which reports the error) otherwise."""
-        fd = open_cached(self._path, os.O_RDONLY)
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(self._path))
-            self._check_private(self._path, info)
-            return read_cached(fd, info.st_size) or None
-        finally:
-            os.close(fd)
+        data, _ = self._read_private(self._path, cached=True)
+        return data or None
 
     # -- internals: blocking, run in a worker thread ------------------------------------
 
-    def _read_private(self, path: Path) -> tuple[bytes, tuple[int, int]]:
+    def _read_private(self, path: Path, *, cached: bool = False) -> tuple[bytes, tuple[int, int]]:
         """Read a whole file after checking its permissions on the opened file; return it
-        and its (st_dev, st_ino). FileNotFoundError passes; other OSErrors are reported."""
+        and its (st_dev, st_ino). FileNotFoundError passes; other OSErrors are reported.
+        ``cached``: only from the kernel's caches, for the event loop (``_nowait``; raises
+        ``WouldBlock`` where the disk would be needed)."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            read = read_cached if cached else _read_all
+            if cached:
+                fd = open_cached(path, os.O_RDONLY)
+            else:
+                fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
             try:
                 info = os.fstat(fd)
                 if stat.S_ISDIR(info.st_mode):
                     raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
                 self._check_private(path, info)
-                data = _read_all(fd, info.st_size)
+                data = read(fd, info.st_size)
             finally:
                 os.close(fd)
         except FileNotFoundError:
