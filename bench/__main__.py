@@ -53,7 +53,7 @@ async def _run(settings: Settings, measures: list[str]) -> list[Row]:
     await probe_backends(settings)
     for contender, why in settings.unavailable.items():
         print(f"skipping {contender}: {why}")
-    await clean_servers(settings)
+    await clean_servers(settings, leftovers=True)
     rows: list[Row] = []
     try:
         for name in measures:

@@ -19,6 +19,7 @@ import datetime
 import itertools
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -42,8 +43,11 @@ from tgsession.storage import EntityStorage, Storage
 
 from .harness import Settings
 
-#: Key prefix (Redis) and table prefix (PostgreSQL) of everything the benchmarks store.
+#: Key prefix (Redis) and table prefix (PostgreSQL) of everything the benchmarks store:
+#: ``tgsession_bench_<pid>`` per run, so that two runs at once keep apart.
 SERVER_PREFIX = "tgsession_bench"
+RUN_PREFIX = f"{SERVER_PREFIX}_{os.getpid()}"
+_LEFTOVER = re.compile(rf"{SERVER_PREFIX}_(\d+)[:_]")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -162,9 +166,9 @@ def storage_url(settings: Settings, contender: str, name: str) -> str:
         return (settings.workdir / f"{name}.json").as_uri()
     if kind == "redis":
         assert settings.redis_url
-        return _with_query(settings.redis_url, f"name={name}&key_prefix={SERVER_PREFIX}")
+        return _with_query(settings.redis_url, f"name={name}&key_prefix={RUN_PREFIX}")
     assert settings.postgres_url
-    return _with_query(settings.postgres_url, f"name={name}&table_prefix={SERVER_PREFIX}")
+    return _with_query(settings.postgres_url, f"name={name}&table_prefix={RUN_PREFIX}")
 
 
 def _with_query(url: str, query: str) -> str:
@@ -351,32 +355,58 @@ def available(settings: Settings, names: Iterable[str]) -> list[str]:
     return [name for name in names if name not in settings.unavailable]
 
 
-async def clean_servers(settings: Settings) -> None:
-    """Remove every key and table the benchmarks created (best effort)."""
+async def clean_servers(settings: Settings, *, leftovers: bool = False) -> None:
+    """Remove every key and table this run created (best effort); with ``leftovers``,
+    also those of earlier runs on this host that ended without cleaning up (their
+    process is gone). A run that is still going is never touched."""
+    prefixes = {RUN_PREFIX}
     if settings.redis_url:
         try:
             import redis.asyncio as aioredis
 
             client = aioredis.Redis.from_url(settings.redis_url)
             try:
-                keys = [key async for key in client.scan_iter(match=f"{SERVER_PREFIX}:*")]
-                for index in range(0, len(keys), 1000):
-                    await client.delete(*keys[index : index + 1000])
+                keys = [key.decode() async for key in client.scan_iter(
+                    match=f"{SERVER_PREFIX}_*" if leftovers else f"{RUN_PREFIX}:*")]
+                doomed = [key for key in keys if _doomed(key, prefixes)]
+                for index in range(0, len(doomed), 1000):
+                    await client.delete(*doomed[index : index + 1000])
             finally:
                 await client.aclose()
         except Exception as error:
-            print(f"note: could not clean Redis keys {SERVER_PREFIX}:* ({error})")
+            print(f"note: could not clean Redis keys {RUN_PREFIX}:* ({error})")
     if settings.postgres_url:
         try:
             import asyncpg
 
             connection = await asyncpg.connect(settings.postgres_url)
             try:
-                await connection.execute(
-                    f'drop table if exists "{SERVER_PREFIX}_entities", '
-                    f'"{SERVER_PREFIX}_entity_keys", "{SERVER_PREFIX}_sessions" cascade'
-                )
+                tables = [RUN_PREFIX + end for end in ("_entities", "_entity_keys", "_sessions")]
+                if leftovers:
+                    found = await connection.fetch(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename LIKE $1", f"{SERVER_PREFIX}\\_%")
+                    tables += [row["tablename"] for row in found
+                               if _doomed(row["tablename"], prefixes)]
+                names = ", ".join(f'"{table}"' for table in sorted(set(tables)))
+                await connection.execute(f"drop table if exists {names} cascade")
             finally:
                 await connection.close()
         except Exception as error:
-            print(f"note: could not drop PostgreSQL tables {SERVER_PREFIX}_* ({error})")
+            print(f"note: could not drop PostgreSQL tables {RUN_PREFIX}_* ({error})")
+
+
+def _doomed(name: str, ours: set[str]) -> bool:
+    """Whether a key or table ``name`` is this run's, or a finished run's on this host."""
+    match = _LEFTOVER.match(name)
+    if match is None:
+        return False
+    if f"{SERVER_PREFIX}_{match[1]}" in ours:
+        return True
+    try:
+        os.kill(int(match[1]), 0)
+    except ProcessLookupError:
+        return True  # that run is gone
+    except (PermissionError, OverflowError):
+        return False  # alive (another user's), or not a pid
+    return False
