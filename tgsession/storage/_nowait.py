@@ -26,6 +26,8 @@ import struct
 import sys
 from typing import Any
 
+from ._sys import libc
+
 __all__ = ["WouldBlock", "open_cached", "read_cached"]
 
 _SYS_OPENAT2 = 437  # the same number on every architecture with the unified table
@@ -43,7 +45,7 @@ def _libc_syscall() -> Any:
     """libc's ``syscall(2)`` (ctypes: Telethon imports it already, so no import time)."""
     import ctypes
 
-    function = ctypes.CDLL(None, use_errno=True).syscall
+    function = libc().syscall
     function.restype = ctypes.c_long
     return function
 

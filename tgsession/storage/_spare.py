@@ -32,8 +32,10 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._filelock import _O_CLOEXEC, _O_NOFOLLOW
+from ._sys import libc, pwrite_all
 
 __all__ = [
     "SPARE_SUPPORTED",
@@ -91,7 +93,7 @@ def write_spare(spare: Path, data: bytes) -> bool:
         info = os.fstat(fd)
         if not _is_own_private_file(info):
             return False
-        _pwrite_all(fd, data)
+        pwrite_all(fd, data)
         if info.st_size != len(data):
             os.ftruncate(fd, len(data))
         os.fdatasync(fd)  # the data and its size; the exchange is made durable by the folder
@@ -135,7 +137,7 @@ def zero_out(spare: Path, previous: os.stat_result) -> None:
         if (info.st_dev, info.st_ino) != (previous.st_dev, previous.st_ino):
             return  # not the file we swapped out: leave it alone
         if _is_own_private_file(info):
-            _pwrite_all(fd, bytes(info.st_size))
+            pwrite_all(fd, bytes(info.st_size))
             return
     except OSError:
         pass
@@ -176,25 +178,17 @@ def _is_own_private_file(info: os.stat_result) -> bool:
     )
 
 
-def _pwrite_all(fd: int, data: bytes) -> None:
-    view, offset = memoryview(data), 0
-    while offset < len(view):
-        written = os.pwrite(fd, view[offset:], offset)
-        if written <= 0:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        offset += written
-
-
 @functools.cache
 def _renameat2() -> Callable[..., int] | None:
     """The C library's ``renameat2``, or ``None`` (glibc < 2.28, another C library)."""
     import ctypes
 
     try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
+        function: Any = libc().renameat2
     except (AttributeError, OSError):
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                          ctypes.c_uint)
     function.restype = ctypes.c_int
-    return function
+    exchange: Callable[..., int] = function
+    return exchange

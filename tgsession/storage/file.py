@@ -57,6 +57,7 @@ from ._filelock import (
     run_blocking,
 )
 from ._nowait import open_cached, read_cached
+from ._sys import pwrite_all
 from .base import EntityRecord
 
 if sys.platform == "darwin":
@@ -511,7 +512,7 @@ def _write_temp(target: Path, data: bytes) -> Path:
         try:
             try:
                 os.fchmod(fd, 0o600)  # whatever the umask did
-                _write_all(fd, data)
+                pwrite_all(fd, data)
                 _fsync(fd)
             finally:
                 os.close(fd)
@@ -534,15 +535,6 @@ def _read_all(fd: int, size_hint: int) -> bytes:
         parts.append(chunk)
         want = _READ_CHUNK
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        view = view[written:]
 
 
 def _commit(temp: Path, target: Path) -> None:
