@@ -252,15 +252,8 @@ class RedisStorage(LeasingStorage):
         self._lease_key = f"{tag}:lease"
         self._owner_key = f"{tag}:owner"
         self._where = f"{self._url} (session {name!r})"
-        register = self._client.register_script
-        self._renew_script = register(_RENEW)
-        self._store_session_script = register(_STORE_SESSION)
-        self._store_entities_script = register(_STORE_ENTITIES)
-        self._clear_entities_script = register(_CLEAR_ENTITIES)
-        self._find_entity_script = register(_FIND_ENTITY)
-        self._acquire_script = register(_ACQUIRE)
-        self._release_script = register(_RELEASE)
-        self._delete_script = register(_DELETE)
+        #: The scripts registered so far (each on first use: a start runs one or two).
+        self._scripts: dict[str, Any] = {}
 
     @classmethod
     def from_url(cls, url: str) -> RedisStorage:
@@ -302,7 +295,7 @@ class RedisStorage(LeasingStorage):
         does, :class:`~tgsession.SessionStorageError` if Redis fails.
         """
         await self._fenced(
-            "store the session", self._store_session_script, [self._session_key], [bytes(data)]
+            "store the session", self._script(_STORE_SESSION), [self._session_key], [bytes(data)]
         )
 
     # -- EntityStorage ---------------------------------------------------------------
@@ -318,7 +311,7 @@ class RedisStorage(LeasingStorage):
         """``(id, row)`` last stored with lookup key ``key``, or ``None`` (one script call)."""
         reply = await self._call(
             "look up an entity",
-            self._find_entity_script(
+            self._script(_FIND_ENTITY)(
                 keys=[self._entities_key, self._entity_keys_key], args=[lookup_key_bytes(key)]
             ),
         )
@@ -336,7 +329,7 @@ class RedisStorage(LeasingStorage):
                 args += (lookup_key_bytes(key) for key in keys)
             await self._fenced(
                 "store entities",
-                self._store_entities_script,
+                self._script(_STORE_ENTITIES),
                 [self._entities_key, self._entity_keys_key],
                 args,
             )
@@ -345,7 +338,7 @@ class RedisStorage(LeasingStorage):
         """Remove every row and lookup key (fenced)."""
         await self._fenced(
             "clear entities",
-            self._clear_entities_script,
+            self._script(_CLEAR_ENTITIES),
             [self._entities_key, self._entity_keys_key],
             [],
         )
@@ -382,7 +375,7 @@ class RedisStorage(LeasingStorage):
         lease = self._lease
         reply = await self._call(
             "delete the session",
-            self._delete_script(
+            self._script(_DELETE)(
                 keys=[
                     self._lease_key, self._owner_key, self._session_key, self._entities_key,
                     self._entity_keys_key,
@@ -403,7 +396,7 @@ class RedisStorage(LeasingStorage):
     async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
         reply = await self._call(
             "acquire the lease",
-            self._acquire_script(
+            self._script(_ACQUIRE)(
                 keys=[self._lease_key, self._owner_key, self._session_key],
                 args=[token, str(round(self.lease_ttl * 1000)), holder],
             ),
@@ -421,7 +414,7 @@ class RedisStorage(LeasingStorage):
     async def _renew_lease(self, lease: ServerLease) -> bool:
         reply = await self._call(
             "renew the lease",
-            self._renew_script(
+            self._script(_RENEW)(
                 keys=[self._lease_key, self._owner_key], args=self._fence_args(lease.token, lease)
             ),
         )
@@ -432,7 +425,7 @@ class RedisStorage(LeasingStorage):
     async def _release_lease(self, lease: ServerLease) -> None:
         await self._call(
             "release the lease",
-            self._release_script(
+            self._script(_RELEASE)(
                 keys=[self._lease_key, self._owner_key, self._session_key], args=[lease.token]
             ),
         )
@@ -442,6 +435,13 @@ class RedisStorage(LeasingStorage):
             await self._client.aclose()
 
     # -- internals -------------------------------------------------------------------
+
+    def _script(self, body: str) -> Any:
+        """redis-py's script object for ``body`` (EVALSHA, loaded on a NOSCRIPT reply)."""
+        script = self._scripts.get(body)
+        if script is None:
+            script = self._scripts[body] = self._client.register_script(body)
+        return script
 
     def _fence_args(self, token: str | None, lease: ServerLease | None) -> list[bytes | str]:
         if token is None or lease is None:
