@@ -105,7 +105,7 @@ async def _child(job: dict[str, object]) -> tuple[float, float]:
 
 async def run(settings: Settings) -> list[Row]:
     sizes: Sequence[int] = settings.sizes(full=(0, 1_000_000), quick=(0, 1_000))
-    repeats = settings.pick(full=9, quick=1)
+    repeats = settings.pick(full=15, quick=1)
     connects_per_round = settings.pick(full=5, quick=2)
     floor_at, no_floor = _floor_endpoint(settings)
     connects: list[float] = []
