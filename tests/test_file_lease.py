@@ -105,6 +105,26 @@ async def test_holder_notices_a_deleted_lock_file_by_itself(tmp_path: Path) -> N
     await lease.release()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_lock_name_from_the_open_file_is_the_name_from_the_path(tmp_path: Path) -> None:
+    """Every process must find the same socket name for one lock file, whether it asks
+    the kernel where its descriptor was opened or walks the path with realpath; through a
+    symlinked folder too, and a deleted lock file falls back to the path."""
+    real = tmp_path / "real" / "deeper"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    for lock_path in (real / "session.json.lock", tmp_path / "link" / "session.json.lock"):
+        lock_path.touch()
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            assert _guard_name(lock_path, fd) == _guard_name(lock_path)
+            assert _guard_name(lock_path, fd) == _guard_name(real / "session.json.lock")
+            lock_path.unlink()  # /proc now says "... (deleted)": the path is used instead
+            assert _guard_name(lock_path, fd) == _guard_name(lock_path)
+        finally:
+            os.close(fd)
+
+
 def test_lock_name_squatted_by_another_user_locks_nobody_out(tmp_path: Path) -> None:
     if os.geteuid() != 0 or not sys.platform.startswith("linux"):
         pytest.skip("needs root (to run a process as another user) on Linux")

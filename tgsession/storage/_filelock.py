@@ -373,7 +373,7 @@ def _lock_now(lock_path: Path) -> tuple[int, socket.socket | None]:
             raise WouldBlock from None
         if _lock_file_change(fd, lock_path) is not None:
             raise WouldBlock
-        guard, other = _claim_guard(lock_path)
+        guard, other = _claim_guard(lock_path, fd)
         if other is not None:
             raise WouldBlock
         won = True
@@ -446,7 +446,7 @@ def _try_lock(lock_path: Path, record: bytes) -> _Attempt:
         # released a lock file someone deleted): a lock on it would exclude nobody.
         if _lock_file_change(fd, lock_path) is not None:
             return None, None, "another process (its lock file was just replaced)"
-        guard, other = _claim_guard(lock_path)
+        guard, other = _claim_guard(lock_path, fd)
         if other is not None:
             return None, None, other
         # Any failure from here on (ENOSPC writing the record, EIO) must close the fd:
@@ -461,31 +461,53 @@ def _try_lock(lock_path: Path, record: bytes) -> _Attempt:
             os.close(fd)
 
 
-def _guard_name(lock_path: Path) -> bytes:
-    """The abstract socket name for ``lock_path`` (folder symlinks resolved)."""
-    real = os.path.join(os.path.realpath(lock_path.parent), lock_path.name)
+def _guard_name(lock_path: Path, fd: int | None = None) -> bytes:
+    """The abstract socket name for ``lock_path`` (folder symlinks resolved).
+
+    ``fd``, the lock file opened by that path, gives the same name for less: the kernel
+    says where it opened the file (one readlink of ``/proc/self/fd``) instead of a walk
+    of the folders with ``realpath`` (an lstat each, on the path of every start).
+    """
+    real = _opened_at(fd, lock_path.name) if fd is not None else None
+    if real is None:
+        real = os.path.join(os.path.realpath(lock_path.parent), lock_path.name)
     digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:40]
     return b"\0tgsession-lock-" + digest.encode()
+
+
+def _opened_at(fd: int, name: str) -> str | None:
+    """The absolute path, symlinks resolved, by which ``fd`` was opened, if its last part
+    is still ``name``; ``None`` when that cannot be told (no ``/proc``, a file deleted
+    since, a path outside this process's root)."""
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if not path.startswith("/") or path.rpartition("/")[2] != name:
+        return None  # "/x/name (deleted)", "(unreachable)/x/name", a pipe, ...
+    return path
 
 
 _HAS_GUARD = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
 
 
-def _claim_guard(lock_path: Path) -> tuple[socket.socket | None, str | None]:
-    """Bind the path's abstract socket: ``(socket, None)``, or ``(None, holder)`` when a
-    process of this user (or root) holds it. ``(None, None)`` where there is no such thing."""
+def _claim_guard(lock_path: Path, fd: int) -> tuple[socket.socket | None, str | None]:
+    """Bind the path's abstract socket (``fd``: the lock file, opened by ``lock_path``):
+    ``(socket, None)``, or ``(None, holder)`` when a process of this user (or root) holds
+    it. ``(None, None)`` where there is no such thing."""
     if not _HAS_GUARD:
         return None, None
+    name = _guard_name(lock_path, fd)
     guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        guard.bind(_guard_name(lock_path))
+        guard.bind(name)
         guard.listen(64)  # only so that a refused process can ask who holds it
         return guard, None
     except OSError as error:
         guard.close()
         if error.errno != errno.EADDRINUSE:
             return None, None  # no abstract sockets here (a sandbox): the flock alone
-    peer = _guard_peer(lock_path)
+    peer = _guard_peer(name)
     if peer is not None and peer[1] not in (os.geteuid(), 0):
         _log.warning("the lock name of %s is bound by user %d, who cannot use this session; "
                      "ignoring it", lock_path, peer[1])
@@ -493,12 +515,12 @@ def _claim_guard(lock_path: Path) -> tuple[socket.socket | None, str | None]:
     return None, _describe_guard_holder(peer)
 
 
-def _guard_peer(lock_path: Path) -> tuple[int, int] | None:
-    """``(pid, uid)`` of the process bound to the path's socket name, if it can be told."""
+def _guard_peer(name: bytes) -> tuple[int, int] | None:
+    """``(pid, uid)`` of the process bound to the socket ``name``, if it can be told."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     probe.setblocking(False)
     try:
-        probe.connect(_guard_name(lock_path))
+        probe.connect(name)
         pid, uid, _ = struct.unpack("3i", probe.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         return pid, uid
@@ -517,16 +539,17 @@ def _guard_holder(lock_path: Path) -> str | None:
     """Who holds the path's socket name while the lock file itself is free, or None."""
     if not _HAS_GUARD:
         return None
+    name = _guard_name(lock_path)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        probe.bind(_guard_name(lock_path))
+        probe.bind(name)
         return None
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             return None
     finally:
         probe.close()
-    peer = _guard_peer(lock_path)
+    peer = _guard_peer(name)
     if peer is not None and peer[1] not in (os.geteuid(), 0):
         return None
     return _describe_guard_holder(peer)
