@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import weakref
 from typing import Any
 
 from telethon import TelegramClient, errors, utils
@@ -13,12 +15,16 @@ from telethon.network.connection.connection import Connection
 from ._errors import LeaseLostError
 from .storage._lease import SendGate
 
-__all__ = ["DEAD_KEY_ERRORS", "Client"]
+__all__ = ["DEAD_KEY_ERRORS", "TERMINATE_TIMEOUT", "Client"]
 
 log = logging.getLogger("tgsession")
 
 #: Errors that mean the stored auth key is dead and must be replaced.
 DEAD_KEY_ERRORS = (errors.AuthKeyNotFound, errors.AuthKeyError, errors.UnauthorizedError)
+
+#: Seconds a SIGTERM waits for the connected clients to stop cleanly before the process
+#: ends anyway (``docker stop`` sends SIGKILL 10 s after its SIGTERM).
+TERMINATE_TIMEOUT = 8.0
 
 
 class Client(TelegramClient):  # type: ignore[misc]
@@ -43,7 +49,9 @@ class Client(TelegramClient):  # type: ignore[misc]
     (``disconnect()``, leaving ``async with``, Ctrl-C) first lets running handlers finish, for
     up to :attr:`handler_drain_timeout` seconds; an update whose handler it still had to
     cancel comes again after a restart. Delivery is at least once after a kill, exactly once
-    after a clean stop whose handlers finished.
+    after a clean stop whose handlers finished. SIGTERM is a clean stop too, unless the
+    program set a SIGTERM handler of its own: the connected clients disconnect (for at most
+    :data:`TERMINATE_TIMEOUT` seconds), then the signal ends the process as it would have.
     """
 
     #: How long a clean stop waits for running handlers (``catch_up=True`` only).
@@ -82,6 +90,13 @@ class Client(TelegramClient):  # type: ignore[misc]
         if writer is not None:
             writer.close()
         sender._start_reconnect(None)
+
+    async def connect(self) -> Any:
+        """Telethon's; and the first connected client of a program that leaves SIGTERM at
+        its default makes it a clean stop (see :func:`_stop_cleanly_on_sigterm`)."""
+        result = await super().connect()
+        _stop_cleanly_on_sigterm(self)
+        return result
 
     async def __aenter__(self) -> Client:
         try:
@@ -204,6 +219,50 @@ class Client(TelegramClient):  # type: ignore[misc]
             await self._save_states_and_entities()
             await utils.maybe_async(self.session.save())
         return result
+
+
+_connected: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _stop_cleanly_on_sigterm(client: Client) -> None:
+    """Make SIGTERM (``docker stop``, ``systemctl stop``, a Kubernetes rollout) stop the
+    connected clients as leaving ``async with`` does, then end the process by that same
+    SIGTERM, as it would have ended.
+
+    By default SIGTERM kills a Python program on the spot: the session is not flushed and
+    its lease not released, so with Redis or PostgreSQL the restarted program is refused
+    (the dead process still holds the lease) until the lease expires, and then waits one
+    more ``lease_ttl`` of takeover grace. Only when nobody has set a SIGTERM handler (the
+    program's own always wins), in the main thread of a loop that supports signal handlers.
+    """
+    _connected.add(client)
+    loop = asyncio.get_running_loop()
+    if (getattr(signal, "SIGTERM", None) is None
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        return  # set already: by the program, or by us for this loop
+    try:
+        loop.add_signal_handler(
+            signal.SIGTERM, lambda: asyncio.ensure_future(_terminate(loop)))
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, not the main thread
+        return
+
+
+async def _terminate(loop: asyncio.AbstractEventLoop) -> None:
+    clients = [client for client in list(_connected) if client.is_connected()]
+    log.info("SIGTERM: stopping %d client(s) cleanly", len(clients))
+    try:
+        stops = [asyncio.ensure_future(client.disconnect()) for client in clients]
+        if stops:
+            done, pending = await asyncio.wait(stops, timeout=TERMINATE_TIMEOUT)
+            for stop in done:
+                if not stop.cancelled() and stop.exception() is not None:
+                    log.warning("SIGTERM: a client did not stop cleanly: %r", stop.exception())
+            if pending:
+                log.warning("SIGTERM: %d client(s) still stopping after %.0f s; exiting",
+                            len(pending), TERMINATE_TIMEOUT)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # the default action again
+        signal.raise_signal(signal.SIGTERM)  # ends the process as SIGTERM always did
 
 
 def _gated_connection(base: type[Connection], gate: SendGate) -> type[Connection]:
