@@ -232,22 +232,43 @@ def _stop_cleanly_on_sigterm(client: Client) -> None:
     By default SIGTERM kills a Python program on the spot: the session is not flushed and
     its lease not released, so with Redis or PostgreSQL the restarted program is refused
     (the dead process still holds the lease) until the lease expires, and then waits one
-    more ``lease_ttl`` of takeover grace. Only when nobody has set a SIGTERM handler (the
-    program's own always wins), in the main thread of a loop that supports signal handlers.
+    more ``lease_ttl`` of takeover grace. Only when nobody else has set a SIGTERM handler
+    (the program's own always wins), from the main thread. A plain signal handler, not the
+    loop's: when the loop is not running (closed, or between two ``run_until_complete``)
+    the signal ends the process at once, as before.
     """
+    global _sigterm_loop
     _connected.add(client)
-    loop = asyncio.get_running_loop()
-    if (getattr(signal, "SIGTERM", None) is None
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
-        return  # set already: by the program, or by us for this loop
-    try:
-        loop.add_signal_handler(
-            signal.SIGTERM, lambda: asyncio.ensure_future(_terminate(loop)))
-    except (NotImplementedError, RuntimeError, ValueError):  # Windows, not the main thread
+    if getattr(signal, "SIGTERM", None) is None:
+        return  # Windows
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not signal.SIG_DFL and current is not _on_sigterm:
+        return  # the program's own
+    if current is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread
+            return
+    _sigterm_loop = asyncio.get_running_loop()
+
+
+_sigterm_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    loop = _sigterm_loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        _die_by_sigterm()
         return
+    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(_terminate()))
 
 
-async def _terminate(loop: asyncio.AbstractEventLoop) -> None:
+def _die_by_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)  # ends the process as SIGTERM always did
+
+
+async def _terminate() -> None:
     clients = [client for client in list(_connected) if client.is_connected()]
     log.info("SIGTERM: stopping %d client(s) cleanly", len(clients))
     try:
@@ -261,8 +282,7 @@ async def _terminate(loop: asyncio.AbstractEventLoop) -> None:
                 log.warning("SIGTERM: %d client(s) still stopping after %.0f s; exiting",
                             len(pending), TERMINATE_TIMEOUT)
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)  # the default action again
-        signal.raise_signal(signal.SIGTERM)  # ends the process as SIGTERM always did
+        _die_by_sigterm()
 
 
 def _gated_connection(base: type[Connection], gate: SendGate) -> type[Connection]:

@@ -119,3 +119,27 @@ async def test_a_programs_own_sigterm_handler_is_kept(tg: FakeTelegram, tmp_path
     await program.expect("stopped by the program")
     code, _ = await program.finish()
     assert code == 0
+
+
+LOOP_NOT_RUNNING = r"""
+import asyncio, time
+from tgsession import bot_from_environment
+
+loop = asyncio.new_event_loop()
+bot = loop.run_until_complete(bot_from_environment())  # connected; the loop then stops
+print("@restart_bot running", flush=True)
+time.sleep(60)  # synchronous work: nothing runs the loop
+"""
+
+
+async def test_sigterm_while_the_loop_is_not_running_ends_the_program_at_once(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    world = World(tg, tmp_path)
+    script = tmp_path / "loop_not_running.py"
+    script.write_text(LOOP_NOT_RUNNING)
+    program = await start_program(world.env, script=script)
+    await program.expect("@restart_bot running", timeout=30)
+    program.process.send_signal(signal.SIGTERM)
+    code, _ = await program.finish(timeout=10)  # not left waiting for a loop that never runs
+    assert code == -signal.SIGTERM
