@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tgsession.storage._holder import human_holder, is_dead_here, local_holder, tagged_holder
+from tgsession.storage._lease import HeldBy, describe_holder
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/stat"), reason="machine tags need Linux's /proc"
@@ -56,6 +57,12 @@ def test_tagged_holder_keeps_the_human_text_and_adds_this_process_tag() -> None:
     assert tag_fields(holder)["pidns"] == os.readlink("/proc/self/ns/pid")
     assert human_holder(holder) == local_holder()
     assert human_holder("pid 1 on a | b") == "pid 1 on a | b"  # not a tag: kept
+
+
+def test_messages_leave_the_tag_out() -> None:
+    assert describe_holder(tagged_holder(), None) == local_holder()
+    assert describe_holder(tagged_holder(), 0.0) == f"{local_holder()} (since 00:00:00Z)"
+    assert HeldBy(tagged_holder(), None, "token").describe() == local_holder()
 
 
 def test_this_process_is_alive() -> None:
