@@ -31,6 +31,8 @@ __all__ = [
     "postgres_url",
     "redis_url",
     "require_service",
+    "set_postgres_lease_holder",
+    "set_redis_lease_holder",
     "with_name",
 ]
 
@@ -135,5 +137,34 @@ async def expire_postgres_lease(url: str, name: str) -> None:
             "WHERE name = $1",
             name,
         )
+    finally:
+        await conn.close()
+
+
+async def set_redis_lease_holder(url: str, name: str, holder: str) -> None:
+    """Rewrite the holder text stored with session ``name``'s live lease."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        assert await client.exists(_redis_keys(name)[2]), "no lease to rewrite"
+        await client.hset(_redis_keys(name)[2], "holder", holder)
+    finally:
+        await client.aclose()
+
+
+async def set_postgres_lease_holder(url: str, name: str, holder: str) -> None:
+    """Rewrite the holder text stored with session ``name``'s live lease."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        status = await conn.execute(
+            "UPDATE tgsession_sessions SET lease_holder = $2 "
+            "WHERE name = $1 AND lease_token IS NOT NULL",
+            name,
+            holder,
+        )
+        assert status.split()[-1] == "1", "no lease to rewrite"
     finally:
         await conn.close()

@@ -85,10 +85,40 @@ async def test_standby_takes_over_after_the_holder_is_killed(
     assert await no_result_within(standby, 1.0)
     holder.process.send_signal(signal.SIGKILL)
     await holder.process.wait()
-    assert (await standby.result(timeout=10))["id"] == user.id  # lease expired (TTL 1.5 s)
+    # Dead on this machine: taken at once (elsewhere, the lease would expire after 1.5 s).
+    assert (await standby.result(timeout=10))["id"] == user.id
     await standby.expect("HOLDING")
     await standby.answer("")
     code, stderr = await standby.finish()
     assert code == 0, stderr
     assert not tg.is_burned(key)
     assert tg.call_count("auth.sendCode") == 0
+
+
+async def test_restart_after_kill_9_on_this_machine_is_not_refused(
+    tg: FakeTelegram, redis_url: str
+) -> None:
+    """A supervisor's restart (lock_wait=0, the default lease_ttl of 15 s) after the bot was
+    killed with SIGKILL: the dead process's lease is taken at once, no second sign-in, and
+    the key is never used by two connections."""
+    name = f"e2e-{uuid.uuid4().hex}"
+    url = with_name(redis_url, name)
+    try:
+        user = tg.add_user()
+        key = await store_signed_in(tg, user, url)
+        env = {**tg.env(), "SESSION_URL": url}
+        crashed = await start_program(env, "hold")
+        await crashed.expect("HOLDING")
+        crashed.process.send_signal(signal.SIGKILL)
+        await crashed.process.wait()
+        restarted = await start_program(env, "hold")
+        assert (await restarted.result(timeout=10))["id"] == user.id  # not {"locked": ...}
+        await restarted.expect("HOLDING")
+        await restarted.answer("")
+        code, stderr = await restarted.finish()
+        assert code == 0, stderr
+        assert "that process is no longer running on this machine" in stderr
+        assert not tg.is_burned(key)
+        assert tg.call_count("auth.sendCode") == 0
+    finally:
+        await forget_redis_session(redis_url, name)

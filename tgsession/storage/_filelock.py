@@ -43,7 +43,8 @@ from typing import Any, TypeVar
 import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
-from ._lease import SendGate, local_holder
+from ._holder import local_holder
+from ._lease import SendGate
 from ._nowait import WouldBlock, open_cached
 
 if sys.platform != "win32":

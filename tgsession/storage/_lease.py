@@ -9,6 +9,9 @@ the storage checks the token in the same server-side step as every write, so a h
 lease was taken over gets :class:`~tgsession.LeaseLostError` instead of overwriting the
 newer holder's session. A lease that merely expired (process paused, server restarted) and
 that nobody else took in the meantime is taken back silently by the next renew or write.
+A lease whose holder is proven dead on this machine (``_holder.is_dead_here``: killed with
+``kill -9``, say) is taken at once, by a compare-and-set on its token, without waiting for
+it to expire.
 
 Fencing protects the storage, not the Telegram connection. For that, every lease is also a
 :class:`SendGate`: the holder tracks on the monotonic clock until when its lease is surely
@@ -23,26 +26,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .._errors import ConfigError, LeaseLostError, SessionLockedError, SessionStorageError
+from ._holder import human_holder, is_dead_here, tagged_holder
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
+    "HeldBy",
     "LeasingStorage",
     "SendGate",
     "ServerLease",
     "acquire_polling",
     "current_token",
     "describe_holder",
-    "local_holder",
     "locked_error",
     "new_token",
     "validate_lease_ttl",
@@ -58,24 +60,34 @@ _POLL_FIRST = 0.05
 _POLL_MAX = 0.25
 
 
-def local_holder() -> str:
-    """Describe this process for other holders: ``pid 123 on host-a``."""
-    return f"pid {os.getpid()} on {socket.gethostname()}"
-
-
 def new_token() -> str:
     """A fresh, unguessable lease token."""
     return uuid.uuid4().hex
 
 
 def describe_holder(holder: str, since: datetime | float | None) -> str:
-    """``pid 123 on host-a (since 12:00:01Z)``; ``since`` is server time (UTC)."""
+    """``pid 123 on host-a (since 12:00:01Z)``; ``since`` is server time (UTC). The
+    holder's machine tag, if any, is left out."""
+    holder = human_holder(holder) if holder else holder
     if since is None:
         return holder or "an unknown holder"
     if not isinstance(since, datetime):
         since = datetime.fromtimestamp(since, tz=timezone.utc)
     stamp = since.astimezone(timezone.utc).strftime("%H:%M:%SZ")
     return f"{holder or 'an unknown holder'} (since {stamp})"
+
+
+class HeldBy(NamedTuple):
+    """A refused attempt to take the lease: the live lease's holder as stored (with its
+    machine tag), since when (server time), and its token (None when not known)."""
+
+    holder: str
+    since: datetime | float | None
+    token: str | None
+
+    def describe(self) -> str:
+        """The holder as messages show it (no machine tag)."""
+        return describe_holder(self.holder, self.since)
 
 
 def locked_error(what: str, where: str, holder: str) -> SessionLockedError:
@@ -210,7 +222,8 @@ class ServerLease(SendGate):
         #: took the session: that holder may still have a connection open.
         self.took_over_expired = took_over_expired
         self.token = token
-        #: This holder as stored on the server, without the time (``pid 1 on host``).
+        #: This holder as stored on the server, without the time (``pid 1 on host``,
+        #: then the machine tag that messages leave out; see ``_holder``).
         self.holder_id = holder
         self.since = since
         self.ttl = ttl
@@ -427,9 +440,9 @@ class LeasingStorage:
                 f"this storage object already holds the lease on {self._where}",
                 holder=self._lease.holder,
             )
-        token, holder = new_token(), local_holder()
+        token, holder = new_token(), tagged_holder()
         self._lease = await acquire_polling(
-            lambda: self._try_acquire(token, holder),
+            lambda: self._try_acquire_or_take_from_dead(token, holder),
             wait=self.lock_wait if wait is None else wait,
             where=self._where,
         )
@@ -466,8 +479,28 @@ class LeasingStorage:
     ) -> None:
         await self.aclose()
 
-    async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
-        """Take the lease once (taking our own again succeeds); else describe the holder."""
+    async def _try_acquire_or_take_from_dead(self, token: str, holder: str) -> ServerLease | str:
+        """Take the lease once; from a holder proven dead on this machine too (a process
+        killed with ``kill -9`` has no connection left: no expiry, no grace to wait for).
+        Else describe the holder."""
+        outcome = await self._try_acquire(token, holder)
+        if isinstance(outcome, ServerLease):
+            return outcome
+        if outcome.token is None or not is_dead_here(outcome.holder):
+            return outcome.describe()
+        # Replaced only if the dead holder's token is still there: one atomic step.
+        taken = await self._try_acquire(token, holder, dead_token=outcome.token)
+        if not isinstance(taken, ServerLease):
+            return taken.describe()
+        _log.info("took over the lease on %s from %s: that process is no longer running on "
+                  "this machine", self._where, outcome.describe())
+        return taken
+
+    async def _try_acquire(
+        self, token: str, holder: str, dead_token: str | None = None
+    ) -> ServerLease | HeldBy:
+        """Take the lease once (taking our own again succeeds; a live lease only if its
+        token is ``dead_token``); else say who holds it."""
         raise NotImplementedError
 
     async def _renew_lease(self, lease: ServerLease) -> bool:

@@ -47,6 +47,7 @@ from .._errors import (
 )
 from ._lease import (
     DEFAULT_LEASE_TTL,
+    HeldBy,
     LeasingStorage,
     ServerLease,
     current_token,
@@ -334,8 +335,12 @@ class PostgresStorage(LeasingStorage):
 
     # -- Lockable --------------------------------------------------------------------
 
-    async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
+    async def _try_acquire(
+        self, token: str, holder: str, dead_token: str | None = None
+    ) -> ServerLease | HeldBy:
         # Taking our own lease again counts as success, so a retried statement is harmless.
+        # A live lease is taken only if its token is ``dead_token`` (its holder was proven
+        # dead): the row's latest version is checked, so a new holder's lease is kept.
         # ``previous`` tells whether the lease we take had expired under another holder:
         # the token of a lease already expired in the statement's snapshot. A lease live
         # in the snapshot that we take anyway was released while the statement waited for
@@ -355,27 +360,29 @@ class PostgresStorage(LeasingStorage):
             "lease_since = CASE WHEN s.lease_token = EXCLUDED.lease_token "
             "THEN s.lease_since ELSE now() END "
             "WHERE s.lease_token IS NULL OR s.lease_expires <= now() "
-            "OR s.lease_token = EXCLUDED.lease_token "
+            "OR s.lease_token = EXCLUDED.lease_token OR s.lease_token = $5::text "
             "RETURNING lease_since, (SELECT lease_token FROM previous) AS previous_token, s.data"
         )
         for _ in range(3):  # the holder may let go between our two statements
             row = await self._run(
                 "acquire the lease",
-                lambda c: c.fetchrow(claim, self.name, token, holder, self.lease_ttl),
+                lambda c: c.fetchrow(
+                    claim, self.name, token, holder, self.lease_ttl, dead_token
+                ),
             )
             if row is not None:
                 previous = row["previous_token"]
                 lease = ServerLease(
                     self, token=token, holder=holder, since=row["lease_since"],
                     ttl=self.lease_ttl, where=self._where,
-                    took_over_expired=previous is not None and previous != token,
+                    took_over_expired=previous not in (None, token, dead_token),
                 )  # fmt: skip
                 lease.loaded = bytes(row["data"]) or None
                 return lease
             current = await self._live_holder()
             if current is not None:
                 return current
-        return "another holder"
+        return HeldBy("another holder", None, None)
 
     async def _renew_lease(self, lease: ServerLease) -> bool:
         sql = (
@@ -430,16 +437,19 @@ class PostgresStorage(LeasingStorage):
             what, self._where, describe_holder(outcome["lease_holder"], outcome["lease_since"])
         )
 
-    async def _live_holder(self) -> str | None:
+    async def _live_holder(self) -> HeldBy | None:
         sql = (
-            f"SELECT lease_holder, lease_since FROM {self._sessions} "
+            f"SELECT lease_holder, lease_since, lease_token FROM {self._sessions} "
             "WHERE name = $1 AND lease_token IS NOT NULL AND lease_expires > now()"
         )
         row = await self._run("read the lease", lambda c: c.fetchrow(sql, self.name))
-        return None if row is None else describe_holder(row["lease_holder"], row["lease_since"])
+        if row is None:
+            return None
+        return HeldBy(row["lease_holder"] or "", row["lease_since"], row["lease_token"])
 
     async def _refuse_unleased(self, what: str) -> None:
-        holder = await self._live_holder() or "another holder"
+        current = await self._live_holder()
+        holder = "another holder" if current is None else current.describe()
         raise locked_error(what, self._where, holder)
 
     async def _ready(self) -> Any:

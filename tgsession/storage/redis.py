@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
 from .._errors import ConfigError, SessionNotFoundError, SessionStorageError
 from ._lease import (
     DEFAULT_LEASE_TTL,
+    HeldBy,
     LeasingStorage,
     ServerLease,
     current_token,
@@ -161,19 +162,25 @@ return {id, row}
 """
 
 # KEYS[1] lease, KEYS[2] owner, KEYS[3] session; ARGV[1] token, ARGV[2] ttl ms, ARGV[3]
-# holder. Taking our own lease again is a success, so a retried call is harmless. The
+# holder, ARGV[4] the token of a holder proven dead ('' for none): its live lease is
+# replaced only while it still holds that token. Taking our own lease again is a
+# success, so a retried call is harmless. A refusal is {0, holder, since, token}. The
 # fourth value is 1 when the previous holder's lease expired instead of being released
-# (the owner key then still names a token of someone else); the fifth is the session's
-# bytes (nil when none), so that opening a session is this one call.
+# (the owner key then still names a token of someone else, not the dead one); the fifth
+# is the session's bytes (nil when none), so that opening a session is this one call.
 _ACQUIRE = """
+local dead = ARGV[4] ~= '' and ARGV[4]
 local cur = redis.call('HMGET', KEYS[1], 'token', 'holder', 'since')
-if cur[1] and cur[1] ~= ARGV[1] then return {0, cur[2] or '', cur[3] or ''} end
+if cur[1] and cur[1] ~= ARGV[1] and cur[1] ~= dead then
+  return {0, cur[2] or '', cur[3] or '', cur[1]}
+end
 local last = redis.call('GET', KEYS[2])
 local expired = 0
-if not cur[1] and last and last ~= ARGV[1] and string.sub(last, 1, 9) ~= 'released:' then
+if not cur[1] and last and last ~= ARGV[1] and last ~= dead
+    and string.sub(last, 1, 9) ~= 'released:' then
   expired = 1
 end
-local since = cur[3] or redis.call('TIME')[1]
+local since = cur[1] == ARGV[1] and cur[3] or redis.call('TIME')[1]
 redis.call('HSET', KEYS[1], 'token', ARGV[1], 'holder', ARGV[3], 'since', since)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
@@ -393,17 +400,20 @@ class RedisStorage(LeasingStorage):
 
     # -- Lockable --------------------------------------------------------------------
 
-    async def _try_acquire(self, token: str, holder: str) -> ServerLease | str:
+    async def _try_acquire(
+        self, token: str, holder: str, dead_token: str | None = None
+    ) -> ServerLease | HeldBy:
         reply = await self._call(
             "acquire the lease",
             self._script(_ACQUIRE)(
                 keys=[self._lease_key, self._owner_key, self._session_key],
-                args=[token, str(round(self.lease_ttl * 1000)), holder],
+                args=[token, str(round(self.lease_ttl * 1000)), holder, dead_token or ""],
             ),
         )
         since = float(reply[2]) if reply[2] else None
         if reply[0] != 1:
-            return describe_holder(reply[1].decode(errors="replace"), since)
+            current = reply[3].decode(errors="replace") if len(reply) > 3 else None
+            return HeldBy(reply[1].decode(errors="replace"), since, current or None)
         lease = ServerLease(
             self, token=token, holder=holder, since=since, ttl=self.lease_ttl, where=self._where,
             took_over_expired=len(reply) > 3 and reply[3] == 1,
