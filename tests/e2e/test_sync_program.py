@@ -4,6 +4,7 @@ running. A client from the factories works there too, and a restart catches up."
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -30,6 +31,10 @@ async def test_a_synchronous_program_registers_handlers_and_restarts(
     program = await start(env)
     await tg.send_message(ann, bot, "one")
     assert await tg.wait_for_message(to=ann, from_=bot, timeout=10) == "sync echo: one"
+    # Let the session writer finish first: in a synchronous program Ctrl-C raises
+    # KeyboardInterrupt wherever the loop is, and one landing in the writer can leave the
+    # update state unstored ("one" answered again after the restart); not covered here.
+    await asyncio.sleep(1)
     program.process.send_signal(signal.SIGINT)
     await program.finish()
 
