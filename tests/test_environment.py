@@ -111,3 +111,14 @@ def test_dotenv_does_not_override_real_environment(
     assert settings.api_id == 222
     assert settings.session_file == Path("/from/dotenv/session.json")
     monkeypatch.delenv("SESSION_DIR", raising=False)
+
+
+def test_a_dotenv_that_is_not_utf8_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .env saved in another encoding is one ConfigError naming the file, not a
+    UnicodeDecodeError from python-dotenv."""
+    (tmp_path / ".env").write_bytes(b"APP_ID=1\nAPP_HASH=\xff\xfe\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"the \.env file .*\.env is not UTF-8 text"):
+        read_settings()

@@ -131,11 +131,14 @@ class Client(TelegramClient):  # type: ignore[misc]
         await super()._update_loop()
 
     def add_event_handler(self, callback: Any, event: Any = None) -> None:
-        """Telethon's, and inside ``async with client:`` the client starts running at the
-        program's next ``await``: handlers registered together all see the caught-up updates."""
+        """Telethon's, and inside ``async with client:`` (or Telethon's synchronous ``with
+        client:``) the client starts running at the program's next ``await`` (or the next
+        time its loop runs): handlers registered together all see the caught-up updates."""
         super().add_event_handler(callback, event)
         if self._inside_with and not self._running.is_set():
-            asyncio.get_running_loop().call_soon(self._start_running)
+            # The client's own loop: in synchronous code (``with client:`` then
+            # ``add_event_handler``) no loop is running yet.
+            self.loop.call_soon(self._start_running)
 
     def run_until_disconnected(self) -> Any:
         """Telethon's; the program starts running (held updates are dispatched)."""

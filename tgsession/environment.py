@@ -70,7 +70,10 @@ def _load_dotenv(dotenv: str | os.PathLike[str] | bool | None) -> Path | None:
         return None
     if not os.path.isfile(path):
         raise ConfigError(f"the .env file {path} does not exist")
-    load_dotenv(path, override=False)
+    try:
+        load_dotenv(path, override=False)
+    except UnicodeDecodeError:
+        raise ConfigError(f"the .env file {path} is not UTF-8 text; save it as UTF-8") from None
     return Path(path).resolve().parent
 
 

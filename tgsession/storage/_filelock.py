@@ -401,7 +401,7 @@ def probe_lock_holder(lock_path: Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_holder(fd) or "an unknown process"
+            return _read_holder(fd) or _guard_pid(lock_path, fd) or "an unknown process"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return _guard_holder(lock_path)
     finally:
@@ -442,7 +442,9 @@ def _try_lock(lock_path: Path, record: bytes) -> _Attempt:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return None, None, _read_holder(fd)
+            # A holder that took the lock on its event loop writes its record a moment
+            # later (SETTLE_DELAY); until then its lock name says who it is.
+            return None, None, _read_holder(fd) or _guard_pid(lock_path, fd)
         # The file we locked may have been unlinked since we opened it (a holder that
         # released a lock file someone deleted): a lock on it would exclude nobody.
         if _lock_file_change(fd, lock_path) is not None:
@@ -531,6 +533,17 @@ def _guard_peer(name: bytes) -> tuple[int, int] | None:
         probe.close()
 
 
+def _guard_pid(lock_path: Path, fd: int) -> str | None:
+    """``pid 42 on host-a``: the process of this user (or root) bound to the lock's
+    socket name, or None."""
+    if not _HAS_GUARD:
+        return None
+    peer = _guard_peer(_guard_name(lock_path, fd))
+    if peer is None or peer[1] not in (os.geteuid(), 0):
+        return None
+    return f"pid {peer[0]} on {socket.gethostname()}"
+
+
 def _describe_guard_holder(peer: tuple[int, int] | None) -> str:
     who = f"pid {peer[0]} on {socket.gethostname()}" if peer else "a process on this host"
     return f"{who} (its lock file was deleted or replaced; it stops when it notices)"
@@ -614,7 +627,7 @@ def _lock_file_change(fd: int, lock_path: Path) -> str | None:
 
 def _locked_message(target: Path, lock_path: Path, holder: str | None, wait: float) -> str:
     who = holder or "another process (it has not recorded itself yet)"
-    if holder is not None and holder.startswith(local_holder() + " "):
+    if holder is not None and (holder + " ").startswith(local_holder() + " "):
         who = f"this very process ({holder}: another FileStorage, or a lease not released)"
     waited = f" after waiting {wait:g} s" if wait > 0 else ""
     return (
