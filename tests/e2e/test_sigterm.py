@@ -39,6 +39,15 @@ async def terminate(program: Program) -> int:
     return code
 
 
+async def start_script(world: World, tmp_path: Path, text: str) -> Program:
+    """Run ``text`` as a program in a new process, until it says it is running."""
+    script = tmp_path / "program.py"
+    script.write_text(text)
+    program = await start_program(world.env, script=script)
+    await program.expect("@restart_bot running", timeout=30)
+    return program
+
+
 async def stop(program: Program) -> int:
     program.process.send_signal(signal.SIGINT)
     code, _ = await program.finish()
@@ -109,11 +118,7 @@ asyncio.run(main())
 
 
 async def test_a_programs_own_sigterm_handler_is_kept(tg: FakeTelegram, tmp_path: Path) -> None:
-    world = World(tg, tmp_path)
-    script = tmp_path / "own_handler.py"
-    script.write_text(OWN_HANDLER)
-    program = await start_program(world.env, script=script)
-    await program.expect("@restart_bot running", timeout=30)
+    program = await start_script(World(tg, tmp_path), tmp_path, OWN_HANDLER)
     program.process.send_signal(signal.SIGTERM)
     await program.expect("own handler ran")
     await program.expect("stopped by the program")
@@ -135,11 +140,7 @@ time.sleep(60)  # synchronous work: nothing runs the loop
 async def test_sigterm_while_the_loop_is_not_running_ends_the_program_at_once(
     tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    world = World(tg, tmp_path)
-    script = tmp_path / "loop_not_running.py"
-    script.write_text(LOOP_NOT_RUNNING)
-    program = await start_program(world.env, script=script)
-    await program.expect("@restart_bot running", timeout=30)
+    program = await start_script(World(tg, tmp_path), tmp_path, LOOP_NOT_RUNNING)
     program.process.send_signal(signal.SIGTERM)
     code, _ = await program.finish(timeout=10)  # not left waiting for a loop that never runs
     assert code == -signal.SIGTERM
