@@ -27,29 +27,22 @@ PROGRAM = ROOT / "tests" / "e2e" / "bot_program.py"
 redis_url = services.redis_url  # a fixture
 
 
-async def start(env: dict[str, str]) -> Program:
-    program = await start_program(env, script=PROGRAM)
+async def start(env: dict[str, str], script: Path = PROGRAM) -> Program:
+    program = await start_program(env, script=script)
     await program.expect("@restart_bot running", timeout=30)
     return program
-
-
-async def terminate(program: Program) -> int:
-    program.process.send_signal(signal.SIGTERM)
-    code, _ = await program.finish()
-    return code
 
 
 async def start_script(world: World, tmp_path: Path, text: str) -> Program:
     """Run ``text`` as a program in a new process, until it says it is running."""
     script = tmp_path / "program.py"
     script.write_text(text)
-    program = await start_program(world.env, script=script)
-    await program.expect("@restart_bot running", timeout=30)
-    return program
+    return await start(world.env, script)
 
 
-async def stop(program: Program) -> int:
-    program.process.send_signal(signal.SIGINT)
+async def end(program: Program, signum: signal.Signals) -> int:
+    """Send ``signum``; the program's exit status once it has ended."""
+    program.process.send_signal(signum)
     code, _ = await program.finish()
     return code
 
@@ -70,12 +63,12 @@ async def test_a_bot_stopped_by_sigterm_starts_again_at_once_over_redis(
     first = await start(env)
     await world.send("before", world.bot)
     await world.wait_answered(["before"])
-    assert await terminate(first) == -signal.SIGTERM  # ended by the signal, as before
+    assert await end(first, signal.SIGTERM) == -signal.SIGTERM  # ended by the signal, as before
 
     await world.send("while down", world.bot)
     second = await start(env)  # no lease left behind: not refused, no takeover wait
     await world.wait_answered(["while down"])
-    assert await stop(second) == 0
+    assert await end(second, signal.SIGINT) == 0
     assert world.answers() == {"before": 1, "while down": 1}  # a clean stop: exactly once
     assert tg.call_count("auth.importBotAuthorization") == 1
 
@@ -87,14 +80,14 @@ async def test_sigterm_releases_the_file_lock_and_flushes_the_session(
     first = await start(world.env)
     await world.send("one", world.group)
     await world.wait_answered(["one"])
-    assert await terminate(first) == -signal.SIGTERM
+    assert await end(first, signal.SIGTERM) == -signal.SIGTERM
     lock = world.session_file.with_name(world.session_file.name + ".lock")
     assert lock.read_bytes() == b""  # released by the program, not by its death
 
     await world.send("two", world.group)
     second = await start(world.env)
     await world.wait_answered(["two"])
-    assert await stop(second) == 0
+    assert await end(second, signal.SIGINT) == 0
     assert world.answers() == {"one": 1, "two": 1}
 
 
