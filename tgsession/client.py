@@ -169,7 +169,30 @@ class Client(TelegramClient):  # type: ignore[misc]
     async def _disconnect_coro(self) -> None:
         if self._catch_up and self._drain:
             await self._drain_handlers()
+        self._forget_interrupted_tasks()
         await super()._disconnect_coro()
+
+    def _receiving_ended(self) -> bool:
+        """Whether a Ctrl-C ended Telethon's receive loop (in a synchronous program): no
+        request of a running handler can complete any more."""
+        return _interrupted(getattr(self._sender, "_recv_loop_handle", None))
+
+    def _forget_interrupted_tasks(self) -> None:
+        """Drop Telethon's background tasks that a Ctrl-C already ended.
+
+        A synchronous program (``with client:``, then ``run_until_disconnected()``) runs the
+        loop itself, so Ctrl-C raises KeyboardInterrupt inside whichever task is running.
+        Telethon's disconnect awaits its loops' tasks, and awaiting one that ended that way
+        raises the same KeyboardInterrupt again: the disconnect stopped there, and the
+        session was never flushed nor its lease released. Those tasks are over already.
+        """
+        sender = self._sender
+        connection = getattr(sender, "_connection", None)
+        for owner, name in ((self, "_updates_handle"), (self, "_keepalive_handle"),
+                            (sender, "_send_loop_handle"), (sender, "_recv_loop_handle"),
+                            (connection, "_send_task"), (connection, "_recv_task")):
+            if _interrupted(getattr(owner, name, None)):
+                setattr(owner, name, None)
 
     async def _drain_handlers(self) -> None:
         """Wait (at most :attr:`handler_drain_timeout`) for running handlers, while still
@@ -177,7 +200,7 @@ class Client(TelegramClient):  # type: ignore[misc]
         is not waited for."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.handler_drain_timeout
-        while self.is_connected():
+        while self.is_connected() and not self._receiving_ended():
             pending = {t for t in self._event_handler_tasks
                        if not t.done() and t is not self._disconnect_caller}
             if not pending:
@@ -222,6 +245,12 @@ class Client(TelegramClient):  # type: ignore[misc]
             await self._save_states_and_entities()
             await utils.maybe_async(self.session.save())
         return result
+
+
+def _interrupted(task: object) -> bool:
+    """Whether ``task`` is a task that KeyboardInterrupt or SystemExit ended."""
+    return (isinstance(task, asyncio.Future) and task.done() and not task.cancelled()
+            and isinstance(task.exception(), (KeyboardInterrupt, SystemExit)))
 
 
 _connected: weakref.WeakSet[Client] = weakref.WeakSet()
