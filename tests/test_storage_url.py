@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tgsession import ConfigError, MemoryStorage, PostgresStorage, RedisStorage
+from tgsession.environment import read_settings, storage_from_environment
 from tgsession.storage.url import redact_url, storage_from_url
 
 SECRET = "hunter2"
@@ -145,3 +146,7 @@ def test_missing_driver_names_the_extra_to_install(
     assert f"pip install '{extra}'" in str(caught.value)
     with pytest.raises(ImportError, match="pip install"):
         storage_from_url(url)
+    # Through the environment: one ConfigError naming the variable and the extra.
+    with pytest.raises(ConfigError, match=r"SESSION_URL is set, but .*pip install") as caught:
+        storage_from_environment(read_settings(env={"SESSION_URL": url}, dotenv=False))
+    assert f"pip install '{extra}'" in str(caught.value)

@@ -212,6 +212,10 @@ def storage_from_environment(settings: Settings | None = None) -> Storage:
             storage = storage_from_url(settings.session_url)
         except ConfigError as exc:
             raise ConfigError(f"SESSION_URL: {exc}") from None
+        except ImportError as exc:  # the driver of that scheme is not installed
+            if "telethon-tgsession[" not in str(exc):
+                raise
+            raise ConfigError(f"SESSION_URL is set, but {exc}") from None
     else:
         from .storage.file import FileStorage
 
