@@ -92,8 +92,8 @@ class Client(TelegramClient):  # type: ignore[misc]
         sender._start_reconnect(None)
 
     async def connect(self) -> Any:
-        """Telethon's; and the first connected client of a program that leaves SIGTERM at
-        its default makes it a clean stop (see :func:`_stop_cleanly_on_sigterm`)."""
+        """Telethon's; and in a program that leaves SIGTERM at its default, SIGTERM then
+        stops this client cleanly (see :func:`_stop_cleanly_on_sigterm`)."""
         result = await super().connect()
         _stop_cleanly_on_sigterm(self)
         return result

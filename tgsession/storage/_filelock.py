@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import aiofiles.os
 
 from .._errors import LeaseLostError, SessionLockedError, SessionStorageError
-from ._holder import local_holder
+from ._holder import holder_of, local_holder
 from ._lease import SendGate
 from ._nowait import WouldBlock, open_cached
 
@@ -511,7 +511,7 @@ def _claim_guard(lock_path: Path, fd: int) -> tuple[socket.socket | None, str | 
         if error.errno != errno.EADDRINUSE:
             return None, None  # no abstract sockets here (a sandbox): the flock alone
     peer = _guard_peer(name)
-    if peer is not None and peer[1] not in (os.geteuid(), 0):
+    if peer is not None and not _may_use(peer):
         _log.warning("the lock name of %s is bound by user %d, who cannot use this session; "
                      "ignoring it", lock_path, peer[1])
         return None, None
@@ -539,13 +539,17 @@ def _guard_pid(lock_path: Path, fd: int) -> str | None:
     if not _HAS_GUARD:
         return None
     peer = _guard_peer(_guard_name(lock_path, fd))
-    if peer is None or peer[1] not in (os.geteuid(), 0):
-        return None
-    return f"pid {peer[0]} on {socket.gethostname()}"
+    return holder_of(peer[0]) if peer is not None and _may_use(peer) else None
+
+
+def _may_use(peer: tuple[int, int]) -> bool:
+    """Whether the ``(pid, uid)`` bound to a lock name may use the session: this user, or
+    root (a name bound by anyone else is ignored: it cannot lock this user out)."""
+    return peer[1] in (os.geteuid(), 0)
 
 
 def _describe_guard_holder(peer: tuple[int, int] | None) -> str:
-    who = f"pid {peer[0]} on {socket.gethostname()}" if peer else "a process on this host"
+    who = holder_of(peer[0]) if peer else "a process on this host"
     return f"{who} (its lock file was deleted or replaced; it stops when it notices)"
 
 
@@ -564,7 +568,7 @@ def _guard_holder(lock_path: Path) -> str | None:
     finally:
         probe.close()
     peer = _guard_peer(name)
-    if peer is not None and peer[1] not in (os.geteuid(), 0):
+    if peer is not None and not _may_use(peer):
         return None
     return _describe_guard_holder(peer)
 

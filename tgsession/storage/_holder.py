@@ -21,7 +21,14 @@ import os
 import re
 import socket
 
-__all__ = ["TAG_SEPARATOR", "human_holder", "is_dead_here", "local_holder", "tagged_holder"]
+__all__ = [
+    "TAG_SEPARATOR",
+    "holder_of",
+    "human_holder",
+    "is_dead_here",
+    "local_holder",
+    "tagged_holder",
+]
 
 #: Between the human text of a holder and its machine tag.
 TAG_SEPARATOR = " | "
@@ -32,7 +39,12 @@ _HUMAN = re.compile(r"pid (?P<pid>[0-9]+) on .*", re.DOTALL)
 
 def local_holder() -> str:
     """Describe this process for other holders: ``pid 123 on host-a``."""
-    return f"pid {os.getpid()} on {socket.gethostname()}"
+    return holder_of(os.getpid())
+
+
+def holder_of(pid: int) -> str:
+    """``pid 123 on host-a``: process ``pid`` of this host, as holders are named."""
+    return f"pid {pid} on {socket.gethostname()}"
 
 
 def tagged_holder() -> str:
